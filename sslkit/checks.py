@@ -1,0 +1,99 @@
+"""Argument checks shared by the whole kit.
+
+Every public function validates its inputs with these so that bad input fails early with a
+``ValueError`` that names the argument, the value it got and what is allowed - never a shape
+mismatch from deep inside torch.
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+
+def choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """``value`` must be one of ``allowed``."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; choose one of: "
+                         f"{', '.join(repr(a) for a in allowed)}")
+    return value
+
+
+def integer(name: str, value: Any, *, min: int | None = None, max: int | None = None) -> int:
+    """``value`` must be an int (not a bool, not a float) within [min, max]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}={value!r} must be an int ({type(value).__name__} given)")
+    value = int(value)
+    _bounds(name, value, min, max, "")
+    return value
+
+
+def number(name: str, value: Any, *, min: float | None = None, max: float | None = None,
+           min_open: bool = False, max_open: bool = False) -> float:
+    """``value`` must be a real number within the interval; ``*_open`` excludes that end."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}={value!r} must be a number ({type(value).__name__} given)")
+    value = float(value)
+    if value != value:
+        raise ValueError(f"{name}={value!r} must be a number, not NaN")
+    lo_ok = min is None or (value > min if min_open else value >= min)
+    hi_ok = max is None or (value < max if max_open else value <= max)
+    if not (lo_ok and hi_ok):
+        lo = "(-inf" if min is None else ("(" if min_open else "[") + f"{min:g}"
+        hi = "inf)" if max is None else f"{max:g}" + (")" if max_open else "]")
+        raise ValueError(f"{name}={value!r} is out of range; allowed: {lo}, {hi}")
+    return value
+
+
+def number_range(name: str, value: Any, *, min: float | None = None, max: float | None = None
+                 ) -> tuple[float, float]:
+    """``value`` must be a pair (lo, hi) with lo <= hi, both within [min, max]."""
+    if not isinstance(value, Sequence) or len(value) != 2:
+        raise ValueError(f"{name}={value!r} must be a pair (low, high)")
+    lo = number(f"{name}[0]", value[0], min=min, max=max)
+    hi = number(f"{name}[1]", value[1], min=min, max=max)
+    if lo > hi:
+        raise ValueError(f"{name}={tuple(value)!r}: low must be <= high")
+    return lo, hi
+
+
+def tensor(name: str, value: Any, *, ndim: int | Sequence[int] | None = None,
+           dtypes: Sequence[torch.dtype] | str | None = None) -> torch.Tensor:
+    """``value`` must be a tensor of the given rank(s) and dtype family.
+
+    ``dtypes`` may be a list of dtypes, ``"float"`` (any floating dtype) or ``"int"`` (any integer dtype).
+    """
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor ({type(value).__name__} given)")
+    if ndim is not None:
+        ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.ndim not in ranks:
+            want = " or ".join(str(r) for r in ranks)
+            raise ValueError(f"{name} must have rank {want}; got shape {tuple(value.shape)} "
+                             f"(rank {value.ndim})")
+    if dtypes == "float":
+        if not value.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor; got dtype {value.dtype}")
+    elif dtypes == "int":
+        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            raise ValueError(f"{name} must be an integer tensor; got dtype {value.dtype}")
+    elif dtypes is not None and value.dtype not in dtypes:
+        raise ValueError(f"{name} must have dtype in {[str(d) for d in dtypes]}; got {value.dtype}")
+    return value
+
+
+def same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Two tensors must have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape; got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+
+
+def _bounds(name: str, value: float, lo: float | None, hi: float | None, _: str) -> None:
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        lo_s = "-inf" if lo is None else f"{lo}"
+        hi_s = "inf" if hi is None else f"{hi}"
+        raise ValueError(f"{name}={value!r} is out of range; allowed: [{lo_s}, {hi_s}]")

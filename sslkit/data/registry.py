@@ -28,7 +28,11 @@ def _ensure_loaded() -> None:
     if not _loaded:
         _loaded = True
         for mod in _MODULES:
-            importlib.import_module(f"sslkit.data.{mod}")
+            try:
+                importlib.import_module(f"sslkit.data.{mod}")
+            except ModuleNotFoundError as err:  # a module not written yet; tests assert the full list
+                if err.name != f"sslkit.data.{mod}":
+                    raise
 
 
 def names(embedded: bool | None = None) -> list[str]:

@@ -39,6 +39,10 @@ class Method(nn.Module):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        # forward == training_step, so DistributedDataParallel(method)(batch) syncs gradients.
+        return self.training_step(batch)
+
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Features for evaluation: the backbone's ``forward_features``, (B, D)."""

@@ -16,10 +16,20 @@ import torch
 def choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     """``value`` must be one of ``allowed``."""
     allowed = list(allowed)
-    if value not in allowed:
+    if not any(_same(value, a) for a in allowed):
         raise ValueError(f"{name}={value!r} is not allowed; choose one of: "
                          f"{', '.join(repr(a) for a in allowed)}")
     return value
+
+
+def _same(value: Any, allowed: Any) -> bool:
+    """Equality without the surprises of ``in``: True is not 1, and an array never matches."""
+    if isinstance(value, bool) != isinstance(allowed, bool):
+        return False
+    try:
+        return bool(value == allowed)
+    except (TypeError, ValueError, RuntimeError):  # e.g. numpy arrays / tensors: ambiguous truth
+        return False
 
 
 def integer(name: str, value: Any, *, min: int | None = None, max: int | None = None) -> int:

@@ -1,0 +1,59 @@
+"""Backbones: ``forward_features(x) -> (B, D)``, ``embed_dim`` (= D), ``forward = forward_features``.
+
+    name            input                 D     extra
+    convnet         images (B, C, H, W)   128   forward_map (spatial features)
+    resnet18_cifar  images, <= 32 px      512   3x3 stride-1 stem, no max-pool
+    resnet18        images, larger        512   ImageNet stem
+    vit_tiny        images                192   forward_features(x, return_attention), forward_tokens(x, ids_keep)
+    transformer     tokens (B, L) int64   128   forward_tokens (per position)
+    conv1d          signals (B, C, T)     128   forward_sequence (B, T', D)
+    frames          clips (B, T, C, H, W) 128   encode_frames (B, T, D)
+
+    net = sslkit.backbones.create("vit_tiny", image_size=32, in_channels=3)
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from sslkit import checks
+from sslkit.backbones.conv1d import Conv1dEncoder
+from sslkit.backbones.convnet import ConvNet
+from sslkit.backbones.frames import FrameEncoder
+from sslkit.backbones.resnet import ResNet18, resnet18, resnet18_cifar
+from sslkit.backbones.transformer import TextTransformer
+from sslkit.backbones.vit import ViT
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "convnet": ConvNet,
+    "resnet18_cifar": resnet18_cifar,
+    "resnet18": resnet18,
+    "vit_tiny": ViT,
+    "transformer": TextTransformer,
+    "conv1d": Conv1dEncoder,
+    "frames": FrameEncoder,
+}
+
+
+def names() -> list[str]:
+    """Backbone names for :func:`create`."""
+    return list(_REGISTRY)
+
+
+def create(name: str, **kw: Any) -> nn.Module:
+    """Build backbone ``name`` with keyword arguments ``kw`` (see each class)."""
+    checks.choice("name", name, names())
+    try:
+        return _REGISTRY[name](**kw)
+    except TypeError as err:  # an unknown keyword: say which are allowed
+        if "keyword" not in str(err) and "missing" not in str(err):
+            raise
+        import inspect
+        allowed = list(inspect.signature(_REGISTRY[name]).parameters)
+        raise ValueError(f"backbone {name!r}: {err}; keywords: {', '.join(allowed)}") from err
+
+
+__all__ = ["create", "names", "ConvNet", "ResNet18", "ViT", "TextTransformer", "Conv1dEncoder",
+           "FrameEncoder"]

@@ -1,0 +1,72 @@
+"""A tiny Transformer encoder for token sequences (BERT-style, Devlin et al. 2019).
+
+Token + learned position embeddings, pre-norm blocks (shared with ``vit``), a learned CLS token
+prepended inside (so any tokenizer works); padding positions are masked out of attention.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sslkit import checks
+from sslkit.backbones.vit import Block, init_weights
+
+
+class TextTransformer(nn.Module):
+    """(B, L) int64 token ids -> (B, D) features (output at the CLS position), D = ``embed_dim``.
+
+    Args:
+        vocab_size: number of token ids.
+        max_len: longest sequence accepted (without the internal CLS).
+        embed_dim, depth, num_heads: 128 / 4 / 4 - a "BERT-mini" size for the tiny corpus.
+        pad_id: id of the padding token, ignored as an attention key; None = no padding.
+    """
+
+    def __init__(self, vocab_size: int, max_len: int = 128, embed_dim: int = 128, depth: int = 4,
+                 num_heads: int = 4, mlp_ratio: float = 4.0, pad_id: int | None = 0) -> None:
+        super().__init__()
+        self.vocab_size = checks.integer("vocab_size", vocab_size, min=1)
+        self.max_len = checks.integer("max_len", max_len, min=1)
+        self.embed_dim = checks.integer("embed_dim", embed_dim, min=1)
+        checks.integer("depth", depth, min=1)
+        self.pad_id = None if pad_id is None else checks.integer("pad_id", pad_id, min=0, max=vocab_size - 1)
+        self.tok_embed = nn.Embedding(vocab_size, embed_dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + max_len, embed_dim))   # CLS first
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.tok_embed.weight, std=0.02)
+        self.apply(init_weights)
+
+    def _check(self, ids: torch.Tensor) -> None:
+        checks.tensor("ids", ids, ndim=2, dtypes="int")
+        if ids.shape[1] < 1 or ids.shape[1] > self.max_len:
+            raise ValueError(f"ids has length {ids.shape[1]}; allowed: 1 to max_len={self.max_len}")
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= self.vocab_size:
+            raise ValueError(f"ids contain values in [{lo}, {hi}]; allowed: [0, {self.vocab_size - 1}] "
+                             f"(vocab_size={self.vocab_size})")
+
+    def _encode(self, ids: torch.Tensor) -> torch.Tensor:
+        self._check(ids)
+        b, n = ids.shape
+        x = torch.cat([self.cls_token.expand(b, -1, -1), self.tok_embed(ids)], dim=1)  # (B, 1+L, D)
+        x = x + self.pos_embed[:, :1 + n]
+        keep = None
+        if self.pad_id is not None:
+            keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=ids.device),
+                              ids != self.pad_id], dim=1)                              # (B, 1+L)
+        for blk in self.blocks:
+            x, _ = blk(x, key_mask=keep)
+        return self.norm(x)
+
+    def forward_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per-position outputs (B, L, D) for the input positions (for MLM heads)."""
+        return self._encode(ids)[:, 1:]
+
+    def forward_features(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._encode(ids)[:, 0]                                               # (B, D)
+
+    forward = forward_features

@@ -1,0 +1,300 @@
+"""The ``sslkit`` command.
+
+    sslkit list                                         datasets, methods, backbones
+    sslkit train --method simclr --data digits --minutes 2 --out runs/simclr
+    sslkit eval --checkpoint runs/simclr/checkpoint.pt --protocol knn
+    sslkit demo                                         the guided tour (``sslkit.demo``)
+    sslkit exercises strip notebooks/ student/          remove solutions from notebooks
+    torchrun --nproc_per_node=2 -m sslkit train ...     the same training with DDP
+
+Bad values exit with status 2 and a one-line message naming the flag and what is allowed.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EVAL_PROTOCOLS = ("knn", "linear", "label-efficiency")
+
+
+def _positive_int():
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        return value
+    return parse
+
+
+def _positive_float():
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not value > 0 or value != value:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _key_value():
+    def parse(text: str) -> tuple[str, Any]:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.isidentifier():
+            raise argparse.ArgumentTypeError(f"takes KEY=VALUE (e.g. temperature=0.2), got {text!r}")
+        try:
+            value = ast.literal_eval(raw)  # numbers, tuples, True/False/None
+        except (ValueError, SyntaxError):
+            value = raw                    # anything else is a string
+        return key, value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sslkit", description="Self-supervised learning teaching kit.")
+    parser.add_argument("--version", action="version", version=f"sslkit {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("list", help="list datasets, methods and backbones",
+                       description="List what the kit offers.")
+    p.add_argument("what", nargs="?", choices=("all", "datasets", "methods", "backbones"), default="all")
+
+    p = sub.add_parser("train", help="train an SSL method",
+                       description="Train a method; writes OUT/checkpoint.pt, OUT/history.json and "
+                                   "OUT/loss.png. Stops at the first of --minutes/--epochs/--steps.")
+    p.add_argument("--method", required=True, help="method name (see `sslkit list methods`)")
+    p.add_argument("--data", required=True, help="dataset name (see `sslkit list datasets`)")
+    p.add_argument("--split", default="train", help="dataset split to train on (default: train)")
+    p.add_argument("--data-option", action="append", default=[], type=_key_value(),
+                   metavar="KEY=VALUE", help="dataset option, e.g. size=16 for digits (repeatable)")
+    p.add_argument("--root", default="data", help="folder for downloaded datasets (default: data)")
+    p.add_argument("--backbone", default=None, help="backbone name (default: chosen by the data)")
+    p.add_argument("--set", action="append", default=[], type=_key_value(), metavar="KEY=VALUE",
+                   dest="config", help="method setting, e.g. temperature=0.2 (repeatable)")
+    p.add_argument("--minutes", type=_positive_float(), help="time budget")
+    p.add_argument("--epochs", type=_positive_int(), help="number of epochs")
+    p.add_argument("--steps", type=_positive_int(), help="number of optimiser steps")
+    p.add_argument("--batch-size", type=_positive_int(), default=256,
+                   help="global batch size (split over processes under torchrun; default 256)")
+    p.add_argument("--lr", type=_positive_float(), default=None,
+                   help="peak learning rate (default: the method's, scaled by batch-size/256)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p.add_argument("--out", default=None, help="output folder (default: runs/METHOD-DATA)")
+    p.add_argument("--resume", default=None, help="checkpoint to continue from")
+    p.add_argument("--checkpoint-every", type=_positive_int(), default=None,
+                   help="also write the checkpoint every N steps")
+    p.add_argument("--knn-every", type=_positive_int(), default=None,
+                   help="kNN accuracy on the test split every N steps (and at the end)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("eval", help="evaluate a trained checkpoint",
+                       description="Probe the features of a trained method on a labelled dataset.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `sslkit train`")
+    p.add_argument("--protocol", choices=EVAL_PROTOCOLS, default="knn")
+    p.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
+    p.add_argument("--data-option", action="append", default=[], type=_key_value(),
+                   metavar="KEY=VALUE", help="dataset option (repeatable)")
+    p.add_argument("--root", default="data", help="folder for downloaded datasets (default: data)")
+    p.add_argument("--k", type=_positive_int(), default=20, help="kNN neighbours (default 20)")
+    p.add_argument("--seeds", type=_positive_int(), default=3,
+                   help="label-efficiency: labelled subsets per budget (default 3)")
+    p.add_argument("--batch-size", type=_positive_int(), default=512)
+    p.add_argument("--device", default=None)
+
+    p = sub.add_parser("demo", help="the guided demo (sslkit.demo)", add_help=False,
+                       description="Run the demo; arguments are passed to sslkit.demo.main.")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the demo (try --help)")
+
+    p = sub.add_parser("exercises", help="exercise notebook tools",
+                       description="Tools for the exercise notebooks.")
+    ex = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = ex.add_parser("strip", help="write student copies of notebooks without solutions",
+                      description="Copy notebooks from SRC to DST with solution blocks removed.")
+    s.add_argument("src", metavar="SRC", help="notebook file or folder with solutions")
+    s.add_argument("dst", metavar="DST", help="output folder (must differ from SRC)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sslkit`` command; returns the exit status (2 for bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # for error messages
+    try:
+        return _COMMANDS[args.command](args, sub)
+    except ValueError as err:  # bad values found past argparse (names, settings, files)
+        sub.error(str(err))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+# -- commands -----------------------------------------------------------------------------------
+def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import sslkit
+    if args.what in ("all", "datasets"):
+        print("datasets:")
+        for name in sslkit.data.names():
+            info = sslkit.data.info(name)
+            where = "embedded" if info.embedded else "download"
+            print(f"  {name:<15} {info.kind:<7} {where:<9} {info.description}")
+    if args.what in ("all", "methods"):
+        print("methods:")
+        for name, text in sslkit.methods.describe().items():
+            print(f"  {name:<15} {text}")
+    if args.what in ("all", "backbones"):
+        print("backbones:")
+        for name in sslkit.backbones.names():
+            print(f"  {name}")
+    return 0
+
+
+def _load_data(parser: argparse.ArgumentParser, name: str, split: str, root: str,
+               options: list[tuple[str, Any]], flag: str = "--data"):
+    import sslkit
+    known = sslkit.data.names()
+    if name not in known:
+        parser.error(f"{flag} {name!r} is not a dataset; choose one of: {', '.join(known)}")
+    splits = sslkit.data.info(name).splits
+    if split not in splits:
+        parser.error(f"split {split!r} does not exist for {name!r}; choose one of: {', '.join(splits)}")
+    return sslkit.data.load(name, split=split, root=root, **dict(options))
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import sslkit
+    from sslkit import distributed as dist
+    from sslkit.train import KNNMonitor, LivePlot, fit
+
+    if args.minutes is None and args.epochs is None and args.steps is None:
+        parser.error("give a stopping rule: --minutes, --epochs or --steps (the first reached wins)")
+    methods = sslkit.method_names()
+    if args.method not in methods:
+        parser.error(f"--method {args.method!r} is not a method; choose one of: {', '.join(methods)}")
+    if args.backbone is not None and args.backbone not in sslkit.backbones.names():
+        parser.error(f"--backbone {args.backbone!r} is not a backbone; choose one of: "
+                     f"{', '.join(sslkit.backbones.names())}")
+    dist_device = dist.init_from_env()  # under torchrun: join the process group first
+    main_rank = dist.is_main()
+    try:
+        if not main_rank:
+            dist.barrier()  # rank 0 downloads/builds the data first
+        data = _load_data(parser, args.data, args.split, args.root, args.data_option)
+        test = None
+        if args.knn_every is not None:
+            if "test" not in sslkit.data.info(args.data).splits:
+                parser.error(f"--knn-every needs a test split; {args.data!r} has "
+                             f"{', '.join(sslkit.data.info(args.data).splits)}")
+            test = _load_data(parser, args.data, "test", args.root, args.data_option)
+        if main_rank:
+            dist.barrier()
+        # recorded in the checkpoint, so `sslkit eval` rebuilds the same data
+        data.meta = {**data.meta, "options": dict(args.data_option)}
+        device = dist_device if dist_device is not None else sslkit.device(args.device)
+        method = sslkit.create(args.method, data=data, backbone=args.backbone, **dict(args.config))
+        if args.backbone is not None:
+            method.backbone_name = args.backbone  # recorded in the checkpoint for `sslkit eval`
+        out = args.out or os.path.join("runs", f"{args.method}-{args.data}")
+        callbacks = [LivePlot(path=os.path.join(out, "loss.png"))]
+        if test is not None:
+            callbacks.append(KNNMonitor(data, test, every=args.knn_every))
+        if main_rank:
+            os.makedirs(out, exist_ok=True)
+            n = dist.world_size()
+            print(f"training {args.method} on {args.data} ({len(data)} samples) on {device}"
+                  + (f" x {n} processes" if n > 1 else "") + f" -> {out}")
+        history = fit(method, data, epochs=args.epochs, steps=args.steps, minutes=args.minutes,
+                      batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                      callbacks=callbacks, checkpoint=os.path.join(out, "checkpoint.pt"),
+                      checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
+                      device=device, compile=args.compile, progress=not args.no_progress)
+        if main_rank:
+            history.save_json(os.path.join(out, "history.json"))
+            knn = [e["knn"] for e in history.evals if "knn" in e]
+            print(f"{'interrupted' if history.interrupted else 'done'}: {len(history)} steps in "
+                  f"{history.elapsed:.0f} s, final loss {history.last_loss:.4f}"
+                  + (f", kNN accuracy {knn[-1]:.3f}" if knn else ""))
+            print(f"wrote {os.path.join(out, 'checkpoint.pt')} and {os.path.join(out, 'history.json')}")
+    finally:
+        dist.cleanup()
+    return 0
+
+
+def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import sslkit
+    from sslkit.train import load_checkpoint, load_method
+
+    cfg = load_checkpoint(args.checkpoint)["config"]
+    name = args.data or (cfg.get("data") or {}).get("name")
+    if name is None:
+        parser.error("the checkpoint does not say which data it was trained on; give --data")
+    options = args.data_option or list(((cfg.get("data") or {}).get("options") or {}).items())
+    splits = sslkit.data.info(name).splits if name in sslkit.data.names() else ()
+    if "test" not in splits and name in sslkit.data.names():
+        parser.error(f"--data {name!r} has no test split to evaluate on (splits: {', '.join(splits)})")
+    train = _load_data(parser, name, "train", args.root, options)
+    test = _load_data(parser, name, "test", args.root, options)
+    device = sslkit.device(args.device)
+    method = load_method(args.checkpoint, data=train, device=device)
+    train, test = train.to(device), test.to(device)
+    ev = sslkit.eval
+    if args.protocol == "label-efficiency":
+        result = ev.label_efficiency({cfg.get("method", "ssl"): method}, train, test,
+                                     seeds=range(args.seeds), k=args.k, batch_size=args.batch_size)
+        print(result.table())
+        return 0
+    tr_f, tr_y = ev.extract_features(method, train, batch_size=args.batch_size)
+    te_f, te_y = ev.extract_features(method, test, batch_size=args.batch_size)
+    if args.protocol == "knn":
+        acc = ev.knn_accuracy(tr_f, tr_y, te_f, te_y, k=args.k)
+        print(f"kNN (k={args.k}) accuracy on {name}/test: {acc:.4f}")
+    else:
+        acc = ev.linear_probe(tr_f, tr_y, te_f, te_y)
+        print(f"linear probe accuracy on {name}/test: {acc:.4f}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    demo = _optional_module(parser, "sslkit.demo", "the demo")
+    status = demo.main(list(args.args))
+    return int(status or 0)
+
+
+def _exercises(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    strip = _optional_module(parser, "sslkit.exercises.strip", "notebook stripping")
+    written = strip.strip(args.src, args.dst)
+    print(f"wrote {len(written)} student notebook(s) to {args.dst}")
+    return 0
+
+
+def _optional_module(parser: argparse.ArgumentParser, module: str, what: str):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is not None and module.startswith(err.name):
+            parser.error(f"{what} is not available in this installation ({module} is missing)")
+        raise
+
+
+def _version() -> str:
+    from sslkit import __version__
+    return __version__
+
+
+_COMMANDS = {"list": _list, "train": _train, "eval": _eval, "demo": _demo, "exercises": _exercises}
+
+if __name__ == "__main__":
+    sys.exit(main())

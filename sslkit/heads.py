@@ -1,0 +1,139 @@
+"""MLP heads built from small specs: projection heads, prediction heads and the DINO head.
+
+    mlp([512, 2048, 128])                                 # Linear-BN-ReLU-Linear
+    mlp(MLPSpec(512, (2048,), 128, last_bn=True))         # SimSiam-style projector output BN
+    projection_head(512)                                   # SimCLR: 512 -> 2048 -> 128
+    prediction_head(256, hidden_dim=1024)                  # BYOL/SimSiam predictor: 256 -> 1024 -> 256
+    DINOHead(192, out_dim=1024)                            # MLP -> bottleneck -> L2 norm -> WN linear
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslkit import checks
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """An MLP: ``in_dim -> hidden_dims... -> out_dim``.
+
+    Each hidden layer is Linear -> (BatchNorm1d) -> activation; the output layer is a Linear,
+    followed by a BatchNorm1d when ``last_bn`` (SimSiam's projector; BN on the output keeps its
+    features well scaled).
+    """
+
+    in_dim: int
+    hidden_dims: tuple[int, ...]
+    out_dim: int
+    batch_norm: bool = True      # BN in hidden layers (SimCLR, BYOL, SimSiam heads all use it)
+    last_bn: bool = False
+    activation: str = "relu"     # "relu" (SimCLR/BYOL) or "gelu" (DINO)
+
+    def __post_init__(self) -> None:
+        checks.integer("in_dim", self.in_dim, min=1)
+        checks.integer("out_dim", self.out_dim, min=1)
+        if not isinstance(self.hidden_dims, (tuple, list)):
+            raise ValueError(f"hidden_dims={self.hidden_dims!r} must be a tuple of ints")
+        for i, h in enumerate(self.hidden_dims):
+            checks.integer(f"hidden_dims[{i}]", h, min=1)
+        object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
+        checks.choice("activation", self.activation, ("relu", "gelu"))
+
+
+def _spec(spec: MLPSpec | Sequence[int]) -> MLPSpec:
+    if isinstance(spec, MLPSpec):
+        return spec
+    if isinstance(spec, (list, tuple)) and len(spec) >= 2:
+        return MLPSpec(spec[0], tuple(spec[1:-1]), spec[-1])
+    raise ValueError(f"spec={spec!r} must be an MLPSpec or a list of layer sizes "
+                     f"[in_dim, hidden..., out_dim] with at least 2 entries")
+
+
+def mlp(spec: MLPSpec | Sequence[int]) -> nn.Sequential:
+    """The ``nn.Sequential`` MLP described by ``spec`` (an :class:`MLPSpec` or ``[in, hidden..., out]``).
+
+    Maps (B, in_dim) -> (B, out_dim).
+    """
+    s = _spec(spec)
+    act = nn.ReLU if s.activation == "relu" else nn.GELU
+    layers: list[nn.Module] = []
+    dims = (s.in_dim, *s.hidden_dims)
+    for a, b in zip(dims[:-1], dims[1:]):
+        # No bias before BatchNorm: BN's shift makes it redundant.
+        layers.append(nn.Linear(a, b, bias=not s.batch_norm))
+        if s.batch_norm:
+            layers.append(nn.BatchNorm1d(b))
+        layers.append(act())
+    layers.append(nn.Linear(dims[-1], s.out_dim, bias=not s.last_bn))
+    if s.last_bn:
+        layers.append(nn.BatchNorm1d(s.out_dim))
+    return nn.Sequential(*layers)
+
+
+def projection_head(in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, num_layers: int = 2,
+                    batch_norm: bool = True, last_bn: bool = False) -> nn.Sequential:
+    """Projector g(h) that maps backbone features to the space the loss is computed in.
+
+    Defaults are SimCLR's 2-layer 2048 -> 128 (Chen et al. 2020). Other papers: BYOL 4096 -> 256,
+    SimSiam 3 layers 2048 with ``last_bn=True``, Barlow Twins / VICReg 3 layers 8192 (scaled down for
+    the tiny datasets of this kit by the methods' configs). ``num_layers`` counts Linear layers.
+    """
+    num_layers = checks.integer("num_layers", num_layers, min=1)
+    hidden_dim = checks.integer("hidden_dim", hidden_dim, min=1)
+    return mlp(MLPSpec(in_dim, (hidden_dim,) * (num_layers - 1), out_dim, batch_norm, last_bn))
+
+
+def prediction_head(in_dim: int, hidden_dim: int = 512, out_dim: int | None = None) -> nn.Sequential:
+    """Predictor q(z) of BYOL/SimSiam: a 2-layer bottleneck MLP with BN in the hidden layer.
+
+    ``out_dim`` defaults to ``in_dim`` (it predicts the other branch's projection). BYOL uses
+    256 -> 4096 -> 256; SimSiam 2048 -> 512 -> 2048 (the bottleneck matters for SimSiam).
+    """
+    return mlp(MLPSpec(in_dim, (hidden_dim,), in_dim if out_dim is None else out_dim))
+
+
+class DINOHead(nn.Module):
+    """DINO projection head (Caron et al. 2021, section 3.1 and appendix).
+
+    MLP (GELU, no BN) -> ``bottleneck_dim`` -> L2-normalise -> weight-normalised Linear to ``out_dim``
+    prototypes (no bias). With ``norm_last_layer`` the weight-norm gain is fixed at 1, so the
+    last layer is a cosine classifier (DINO reports this stabilises training).
+
+    Maps (B, in_dim) -> (B, out_dim). Defaults are DINO's (65536 prototypes, 2048 hidden, 256
+    bottleneck) except ``out_dim``, scaled down to 4096 for tiny datasets with few classes.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int = 4096, hidden_dim: int = 2048,
+                 bottleneck_dim: int = 256, num_layers: int = 3, norm_last_layer: bool = True) -> None:
+        super().__init__()
+        num_layers = checks.integer("num_layers", num_layers, min=1)
+        hidden_dim = checks.integer("hidden_dim", hidden_dim, min=1)
+        self.mlp = mlp(MLPSpec(in_dim, (hidden_dim,) * (num_layers - 1), bottleneck_dim,
+                               batch_norm=False, activation="gelu"))
+        out_dim = checks.integer("out_dim", out_dim, min=1)
+        v = torch.empty(out_dim, bottleneck_dim)
+        nn.init.trunc_normal_(v, std=0.02)
+        self.weight_v = nn.Parameter(v)                   # direction of each prototype
+        gain = torch.ones(out_dim, 1)
+        if norm_last_layer:
+            self.register_buffer("weight_g", gain)        # fixed gain 1: cosine classifier
+        else:
+            self.weight_g = nn.Parameter(gain)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)                              # (B, bottleneck)
+        weight = self.weight_g * F.normalize(self.weight_v, dim=1)        # (out_dim, bottleneck)
+        return F.linear(x, weight)                                        # (B, out_dim)

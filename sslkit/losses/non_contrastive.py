@@ -1,0 +1,127 @@
+"""Non-contrastive losses: no negatives; collapse is avoided by a stop-gradient or by decorrelation."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sslkit import checks
+
+
+def _pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, min_batch: int = 1) -> None:
+    checks.tensor(name_a, a, ndim=2, dtypes="float")
+    checks.tensor(name_b, b, ndim=2, dtypes="float")
+    checks.same_shape(name_a, a, name_b, b)
+    if a.shape[0] < min_batch:
+        raise ValueError(f"{name_a} has batch size {a.shape[0]}; this loss needs at least {min_batch} "
+                         f"samples (it uses batch statistics)")
+
+
+def _one(name: str, z: torch.Tensor) -> None:
+    checks.tensor(name, z, ndim=2, dtypes="float")
+    if z.shape[0] < 2:
+        raise ValueError(f"{name} has batch size {z.shape[0]}; this term needs at least 2 samples "
+                         f"(it uses batch statistics)")
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor, detach: bool = True) -> torch.Tensor:
+    """Negative cosine similarity ``-mean_i cos(p_i, z_i)``, in [-1, 1].
+
+    Chen & He 2021, "Exploring Simple Siamese Representation Learning" (SimSiam), eq. 1; BYOL's
+    normalised MSE is ``2 + 2 * negative_cosine``.
+
+    Args:
+        p: (N, D) predictions (online branch).
+        z: (N, D) targets (other branch).
+        detach: stop the gradient into ``z`` (SimSiam's stop-gradient; without it SimSiam collapses).
+    """
+    _pair("p", p, "z", z)
+    if detach:
+        z = z.detach()
+    return -F.cosine_similarity(p, z, dim=1).mean()
+
+
+def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambda_: float = 5e-3) -> torch.Tensor:
+    """Barlow Twins redundancy-reduction loss.
+
+    Zbontar et al. 2021, "Barlow Twins: Self-Supervised Learning via Redundancy Reduction", eq. 1.
+
+    Args:
+        z1, z2: (N, D) embeddings of two views, N >= 2.
+        lambda_: weight of the off-diagonal (redundancy) term (paper: 5e-3 for D = 8192).
+
+    Each dimension is standardised over the batch (mean 0, std 1 with the biased, divide-by-N
+    variance, as the paper's BatchNorm), ``C = z1n.T @ z2n / N`` is the (D, D) cross-correlation, and
+    the loss is ``sum_i (1 - C_ii)^2 + lambda_ * sum_{i != j} C_ij^2``.
+    """
+    _pair("z1", z1, "z2", z2, min_batch=2)
+    lambda_ = checks.number("lambda_", lambda_, min=0.0)
+    n = z1.shape[0]
+    eps = 1e-5  # as BatchNorm: keeps constant dimensions finite
+    z1n = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + eps)   # (N, D)
+    z2n = (z2 - z2.mean(0)) / torch.sqrt(z2.var(0, unbiased=False) + eps)   # (N, D)
+    c = z1n.T @ z2n / n                                                       # (D, D)
+    diag = torch.diagonal(c)
+    on_diag = (1 - diag).pow(2).sum()
+    off_diag = c.pow(2).sum() - diag.pow(2).sum()
+    return on_diag + lambda_ * off_diag
+
+
+def invariance_term(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """VICReg invariance ``s(Z, Z') = mean over all N*D entries of (z1 - z2)^2``. Bardes et al. 2022, eq. 5."""
+    _pair("z1", z1, "z2", z2)
+    return F.mse_loss(z1, z2)
+
+
+def variance_term(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+    """VICReg variance ``v(Z) = mean_j relu(gamma - sqrt(Var(z_j) + eps))`` (hinge on the per-dim std).
+
+    Bardes et al. 2022, "VICReg", eq. 1-2. ``z`` (N, D), N >= 2; unbiased variance. 0 when every
+    dimension has std >= ``gamma``; it keeps the embeddings from collapsing to a point.
+    """
+    _one("z", z)
+    gamma = checks.number("gamma", gamma, min=0.0)
+    eps = checks.number("eps", eps, min=0.0)
+    std = torch.sqrt(z.var(dim=0) + eps)                                       # (D,)
+    return F.relu(gamma - std).mean()
+
+
+def covariance_term(z: torch.Tensor) -> torch.Tensor:
+    """VICReg covariance ``c(Z) = (1/D) sum_{i != j} Cov(Z)_ij^2`` (decorrelates the dimensions).
+
+    Bardes et al. 2022, "VICReg", eq. 3-4. ``z`` (N, D), N >= 2; unbiased covariance. 0 when the
+    dimensions are uncorrelated over the batch.
+    """
+    _one("z", z)
+    n, d = z.shape
+    zc = z - z.mean(dim=0)
+    cov = zc.T @ zc / (n - 1)                                                  # (D, D)
+    return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
+
+
+def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
+                 cov_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """The VICReg loss and its three (unweighted) terms: keys loss, invariance, variance, covariance.
+
+    ``variance`` and ``covariance`` are summed over the two branches, as in the paper's eq. 6
+    (the official code halves the variance term; the default weights 25/25/1 are the paper's).
+    """
+    _pair("z1", z1, "z2", z2, min_batch=2)
+    sim_weight = checks.number("sim_weight", sim_weight, min=0.0)
+    var_weight = checks.number("var_weight", var_weight, min=0.0)
+    cov_weight = checks.number("cov_weight", cov_weight, min=0.0)
+    inv = invariance_term(z1, z2)
+    var = variance_term(z1) + variance_term(z2)
+    cov = covariance_term(z1) + covariance_term(z2)
+    loss = sim_weight * inv + var_weight * var + cov_weight * cov
+    return {"loss": loss, "invariance": inv, "variance": var, "covariance": cov}
+
+
+def vicreg(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
+           cov_weight: float = 1.0) -> torch.Tensor:
+    """VICReg: Variance-Invariance-Covariance Regularisation (Bardes, Ponce & LeCun 2022), eq. 6.
+
+    ``sim_weight * s(z1, z2) + var_weight * (v(z1) + v(z2)) + cov_weight * (c(z1) + c(z2))`` for
+    ``z1, z2`` (N, D), N >= 2; see :func:`invariance_term`, :func:`variance_term`,
+    :func:`covariance_term`, and :func:`vicreg_terms` for the terms separately.
+    """
+    return vicreg_terms(z1, z2, sim_weight, var_weight, cov_weight)["loss"]

@@ -1,0 +1,70 @@
+"""Reconstruction losses: predict what was hidden (pixels of masked patches, masked tokens)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sslkit import checks
+
+
+def _mask(name: str, mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    checks.tensor(name, mask)
+    if tuple(mask.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {tuple(mask.shape)}")
+    if mask.is_complex():
+        raise ValueError(f"{name} must be bool (True = masked) or 0/1 numbers; got dtype {mask.dtype}")
+    return mask.to(torch.float32 if not mask.is_floating_point() else mask.dtype)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               norm_pix: bool = False) -> torch.Tensor:
+    """MAE reconstruction loss: mean squared error on the removed patches only.
+
+    He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners", section 3.
+
+    Args:
+        pred: (B, N, P) predicted patches (P = patch_size^2 * C pixels each).
+        target: (B, N, P) true patches (``sslkit.pretext.patchify``).
+        mask: (B, N) bool (or 0/1), True = removed; only those patches count.
+        norm_pix: normalise each target patch by its own mean and (unbiased) std first (MAE's
+            "normalised pixels" target, which improves features).
+
+    Per patch the loss is the mean over its P values; it is averaged over the removed patches. A
+    mask with no removed patch gives 0 (nothing to reconstruct).
+    """
+    checks.tensor("pred", pred, ndim=3, dtypes="float")
+    checks.tensor("target", target, ndim=3, dtypes="float")
+    checks.same_shape("pred", pred, "target", target)
+    m = _mask("mask", mask, tuple(pred.shape[:2]))                    # (B, N)
+    if norm_pix:
+        if target.shape[-1] < 2:
+            raise ValueError("norm_pix=True needs patches with at least 2 values")
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1e-6).sqrt()                 # 1e-6: MAE's epsilon
+    per_patch = (pred - target).pow(2).mean(dim=-1)                    # (B, N)
+    return (per_patch * m).sum() / m.sum().clamp_min(1.0)
+
+
+def mlm_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked-language-model loss: cross-entropy over the masked positions only.
+
+    Devlin et al. 2019, "BERT", section 3.1 (task #1).
+
+    Args:
+        logits: (B, L, V) scores over the vocabulary at each position.
+        targets: (B, L) int64 original token ids (anything, e.g. -100, where not masked).
+        mask: (B, L) bool, True where a token was chosen for prediction.
+
+    Returns the mean cross-entropy over the masked positions (0 when none is masked).
+    """
+    checks.tensor("logits", logits, ndim=3, dtypes="float")
+    checks.tensor("targets", targets, ndim=2, dtypes="int")
+    if targets.shape != logits.shape[:2]:
+        raise ValueError(f"targets must have shape {tuple(logits.shape[:2])} (the (B, L) of logits); "
+                         f"got {tuple(targets.shape)}")
+    m = _mask("mask", mask, tuple(targets.shape))                    # (B, L)
+    safe = targets.masked_fill(m == 0, 0)                            # ignored positions -> any valid id
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), safe.reshape(-1),
+                         reduction="none").reshape(targets.shape)    # (B, L)
+    return (ce * m).sum() / m.sum().clamp_min(1.0)

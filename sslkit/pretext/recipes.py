@@ -1,0 +1,178 @@
+"""View recipes: the augmentation pipelines of the joint-embedding papers, batched on-device.
+
+A :class:`ViewRecipe` holds every op's settings; calling it on a batch gives one view per sample
+with fresh per-sample parameters. Crop and flip share a single ``grid_sample``; the colour ops run
+in place on that fresh tensor, so a view costs about one image-sized buffer.
+
+    >>> v1, v2 = simclr_views(x, generator=g)            # SimCLR: two views from one recipe
+    >>> v1, v2 = byol_views(x)                            # BYOL: asymmetric blur / solarize
+    >>> crops = multicrop(x, n_global=2, n_local=6)       # DINO / SwAV multi-crop
+    >>> v1, v2 = weak_views(digits)                       # tiny 8x8 images
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from sslkit import checks
+from sslkit.pretext import _inputs, _random
+from sslkit.pretext import views as V
+
+
+@dataclass
+class ViewRecipe:
+    """Settings of one view pipeline: crop+flip -> colour jitter -> grayscale -> blur -> solarize
+    -> noise -> cutout. Each op applies per sample with its probability ``*_p``; p = 0 skips it.
+
+    Defaults are SimCLR's ImageNet recipe (Chen et al. 2020, appendix A) at colour strength 1.
+    """
+    size: int | tuple[int, int] | None = None  # output size; None keeps the input size
+    scale: tuple[float, float] = (0.08, 1.0)  # crop area fraction (Inception / SimCLR)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # crop aspect ratio range (Inception / SimCLR)
+    flip_p: float = 0.5  # left-right mirror: natural images are mirror-symmetric in distribution
+    brightness: float = 0.8  # SimCLR colour strength s = 1: 0.8 s for brightness/contrast/saturation
+    contrast: float = 0.8
+    saturation: float = 0.8
+    hue: float = 0.2  # 0.2 s turns of the hue circle
+    jitter_p: float = 0.8  # SimCLR applies colour distortion to 80% of views
+    gray_p: float = 0.2  # SimCLR / BYOL: 20% of views become grayscale (defeats colour-histogram shortcuts)
+    blur_p: float = 0.5  # SimCLR: blur half the views
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # SimCLR / BYOL sigma range (pixels at 224 px)
+    blur_kernel: int | None = None  # None: ~10% of the side (SimCLR)
+    solarize_p: float = 0.0  # BYOL uses 0.2 on its second view only
+    solarize_threshold: float = 0.5  # BYOL: invert pixels above mid-grey
+    noise_std: float = 0.0  # pixel noise, used by the weak recipe only
+    noise_p: float = 1.0
+    cutout_p: float = 0.0  # off in the SSL recipes; handy for masking-style exercises
+    cutout_size: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            _inputs.size_pair("size", self.size)
+        lo, _ = checks.number_range("scale", self.scale, min=0.0, max=1.0)
+        checks.number("scale[0]", lo, min=0.0, min_open=True)
+        lo, _ = checks.number_range("ratio", self.ratio, min=0.0)
+        checks.number("ratio[0]", lo, min=0.0, min_open=True)
+        for name in ("brightness", "contrast", "saturation", "noise_std"):
+            checks.number(name, getattr(self, name), min=0.0)
+        checks.number("hue", self.hue, min=0.0, max=0.5)
+        for name in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p", "noise_p", "cutout_p"):
+            _inputs.probability(name, getattr(self, name))
+        lo, _ = checks.number_range("blur_sigma", self.blur_sigma, min=0.0)
+        checks.number("blur_sigma[0]", lo, min=0.0, min_open=True)
+        if self.blur_kernel is not None:
+            checks.integer("blur_kernel", self.blur_kernel, min=1)
+            if self.blur_kernel % 2 == 0:
+                raise ValueError(f"blur_kernel={self.blur_kernel} must be odd")
+        checks.number("solarize_threshold", self.solarize_threshold, min=0.0, max=1.0)
+        checks.number("cutout_size", self.cutout_size, min=0.0, max=1.0)
+
+    def replace(self, **changes) -> "ViewRecipe":
+        """A copy with some settings changed (unknown names raise ValueError)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        for name in changes:
+            checks.choice("setting", name, sorted(known))
+        return dataclasses.replace(self, **changes)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One view of every sample of ``x`` (B, C, H, W) -> (B, C, *size)."""
+        _inputs.image_batch("x", x)
+        _random.check_generator(generator, x.device)
+        B, C, H, W = x.shape
+        size = (H, W) if self.size is None else _inputs.size_pair("size", self.size)
+        if self.blur_kernel is not None and self.blur_p > 0 and self.blur_kernel > 2 * min(size) - 1:
+            raise ValueError(f"blur_kernel={self.blur_kernel} is too large for views of size {size}; "
+                             f"allowed: odd values <= {2 * min(size) - 1}")
+        boxes = V.crop_boxes(B, H, W, self.scale, self.ratio, generator, x.device)  # (B, 4)
+        flip = _random.bernoulli(B, self.flip_p, generator, x.device) if self.flip_p > 0 else None
+        v = V.crop_flip(x, boxes, flip, size)  # (B, C, *size), a fresh tensor
+        if self.jitter_p > 0:
+            v = V._color_jitter_(v, self.brightness, self.contrast, self.saturation, self.hue,
+                                self.jitter_p, generator)
+        if self.gray_p > 0:
+            v = V._random_grayscale_(v, self.gray_p, generator)
+        if self.blur_p > 0:
+            v = V._gaussian_blur_(v, self.blur_sigma, self.blur_p, self.blur_kernel, generator)
+        if self.solarize_p > 0:
+            v = V._solarize_(v, self.solarize_threshold, self.solarize_p, generator)
+        if self.noise_p > 0 and self.noise_std > 0:
+            v = V._gaussian_noise_(v, self.noise_std, self.noise_p, generator)
+        if self.cutout_p > 0:
+            v = V._cutout_(v, self.cutout_size, self.cutout_p, generator, 0.0)
+        return v
+
+
+# SimCLR (Chen et al. 2020): both views from the same recipe (the defaults above).
+SIMCLR = ViewRecipe()
+# BYOL (Grill et al. 2020, table 6): weaker colour (0.4, 0.4, 0.2, 0.1), and asymmetric views:
+# view 1 always blurred, never solarized; view 2 rarely blurred (0.1), solarized 20% of the time.
+BYOL_1 = ViewRecipe(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, blur_p=1.0, solarize_p=0.0)
+BYOL_2 = BYOL_1.replace(blur_p=0.1, solarize_p=0.2)
+# Tiny images (8x8 digits, 32x32 shapes): keep most of the image (a 64% area crop of an 8x8 digit
+# is a ~1-pixel shift plus a slight zoom - a bigger crop cuts strokes away and changes the digit),
+# near-square aspect, NO flips (a mirrored 2, 3, 5, 7 or 9 is not that digit, so flip invariance
+# would teach the wrong thing), mild brightness/contrast only (digits carry no colour), no blur
+# (one blur pixel is 1/8 of a digit), and light pixel noise as the extra nuisance to ignore.
+WEAK = ViewRecipe(scale=(0.64, 1.0), ratio=(0.8, 1.25), flip_p=0.0, brightness=0.2, contrast=0.2,
+                  saturation=0.0, hue=0.0, jitter_p=0.5, gray_p=0.0, blur_p=0.0,
+                  noise_std=0.05, noise_p=0.5)
+
+
+def _two(recipe1: ViewRecipe, recipe2: ViewRecipe, x, size, generator, overrides):
+    if size is not None:
+        overrides = {**overrides, "size": size}
+    r1, r2 = recipe1.replace(**overrides), recipe2.replace(**overrides)
+    return r1(x, generator), r2(x, generator)
+
+
+def simclr_views(x: torch.Tensor, size: int | tuple[int, int] | None = None,
+                 generator: torch.Generator | None = None, **overrides) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two SimCLR views of every sample: crop + flip + jitter (0.8) + grayscale (0.2) + blur (0.5).
+
+    ``overrides`` change :class:`ViewRecipe` settings, e.g. ``blur_p=0.0`` for CIFAR as SimCLR did.
+    """
+    return _two(SIMCLR, SIMCLR, x, size, generator, overrides)
+
+
+def byol_views(x: torch.Tensor, size: int | tuple[int, int] | None = None,
+               generator: torch.Generator | None = None, **overrides) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two BYOL views: view 1 blur p=1.0, no solarize; view 2 blur p=0.1, solarize p=0.2."""
+    return _two(BYOL_1, BYOL_2, x, size, generator, overrides)
+
+
+def weak_views(x: torch.Tensor, size: int | tuple[int, int] | None = None,
+               generator: torch.Generator | None = None, **overrides) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two mild views for tiny images (8x8 digits): small crop/shift, mild contrast, noise, no flip."""
+    return _two(WEAK, WEAK, x, size, generator, overrides)
+
+
+def multicrop(x: torch.Tensor, n_global: int = 2, n_local: int = 4, global_size: int | tuple[int, int] | None = None,
+              local_size: int | tuple[int, int] | None = None, generator: torch.Generator | None = None,
+              global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4)
+              ) -> list[torch.Tensor]:
+    """Multi-crop (SwAV, Caron et al. 2020; DINO, Caron et al. 2021): global views then local views.
+
+    Scales are DINO's defaults: global crops cover 40-100% of the image (enough context to name
+    it), local crops 5-40% (a part: "local-to-global" correspondence is the training signal).
+    Sizes default to the input size and 96/224 of it for local crops (DINO's 224 px / 96 px), at
+    least 2 px. Global views alternate BYOL's asymmetric blur/solarize (view 1: blur 1.0; view 2:
+    blur 0.1, solarize 0.2); local views are blurred half the time, as in DINO.
+    """
+    _inputs.image_batch("x", x)
+    checks.integer("n_global", n_global, min=1)
+    checks.integer("n_local", n_local, min=0)
+    H, W = x.shape[2:]
+    gsize = (H, W) if global_size is None else _inputs.size_pair("global_size", global_size)
+    lsize = ((max(2, round(H * 96 / 224)), max(2, round(W * 96 / 224))) if local_size is None
+             else _inputs.size_pair("local_size", local_size))
+    g1 = BYOL_1.replace(size=gsize, scale=tuple(global_scale))
+    g2 = BYOL_2.replace(size=gsize, scale=tuple(global_scale))
+    local = BYOL_1.replace(size=lsize, scale=tuple(local_scale), blur_p=0.5)
+    views = [(g1 if i % 2 == 0 else g2)(x, generator) for i in range(n_global)]
+    return views + [local(x, generator) for _ in range(n_local)]
+
+
+__all__ = ["ViewRecipe", "simclr_views", "byol_views", "weak_views", "multicrop", "SIMCLR", "BYOL_1",
+           "BYOL_2", "WEAK"]

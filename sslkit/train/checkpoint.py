@@ -1,0 +1,195 @@
+"""Checkpoints: everything needed to continue a run exactly, in one atomically written file.
+
+A checkpoint is a dict of tensors and plain Python only, so it loads with
+``torch.load(weights_only=True)`` (no arbitrary code runs when opening a file from elsewhere):
+
+    format   "sslkit-checkpoint" / version   what this file is
+    model    the method's state_dict (backbone, heads, EMA targets, queues, centres)
+    optimizer, scheduler   their state_dicts
+    rng      {"torch": CPU state, "cuda": [per-device states], "data": the batch sampler's generator
+              state at the start of the current epoch}
+    loop     {"step": steps done, "epoch": epoch index, "batch": batches done in that epoch}
+    history  History.to_dict()
+    config   {"method": name, "method_config": its config dataclass as a dict, "data": {...},
+              "fit": fit()'s settings}
+
+Loading validates the whole file (keys, types, tensor shapes against the model) **before** anything
+is copied into a model, so a bad file never leaves a half-loaded model behind.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "sslkit-checkpoint"
+VERSION = 1
+_REQUIRED = ("format", "version", "model", "optimizer", "scheduler", "rng", "loop", "history", "config")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, corrupt, or does not fit the model it is loaded into."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain method inside ``torch.compile`` (``_orig_mod``) and DDP (``module``) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def save_checkpoint(path: str | os.PathLike, method: nn.Module, optimizer: torch.optim.Optimizer | None,
+                    scheduler: Any, history: Any, config: dict[str, Any], rng_states: dict[str, Any],
+                    *, loop: dict[str, int] | None = None) -> str:
+    """Write a checkpoint to ``path`` atomically; return the path.
+
+    The file is written to a temporary file in the same folder and moved over ``path`` with
+    ``os.replace`` (atomic on POSIX and Windows), so an interruption while saving leaves the previous
+    checkpoint intact - never a truncated one.
+
+    Args:
+        method: the model (DDP / compiled wrappers are unwrapped).
+        optimizer, scheduler: objects with ``state_dict()`` (None -> empty dict).
+        history: a :class:`History` (or its dict).
+        config: plain-Python description of the run (method name, method config, data, fit settings).
+        rng_states: {"torch": ByteTensor, "cuda": [ByteTensor], "data": ByteTensor}.
+        loop: {"step", "epoch", "batch"}; defaults to the history length.
+    """
+    path = os.fspath(path)
+    hist = history.to_dict() if hasattr(history, "to_dict") else dict(history)
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {k: v.detach().cpu() for k, v in unwrap(method).state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "rng": dict(rng_states),
+        "loop": dict(loop) if loop is not None else {"step": len(hist.get("step", [])), "epoch": 0,
+                                                      "batch": 0},
+        "history": hist,
+        "config": config,
+    }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a checkpoint (tensors on the CPU). Raises :class:`CheckpointError`."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist (or is not a file)")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint {path!r} is empty (0 bytes)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # zip/pickle errors of truncated or foreign files come in many types
+        raise CheckpointError(f"checkpoint {path!r} cannot be read - truncated, corrupt or not a "
+                              f"torch file ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+                              ) from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path!r} holds a {type(ckpt).__name__}, not an sslkit "
+                              f"checkpoint dict")
+    missing = [k for k in _REQUIRED if k not in ckpt]
+    if missing or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is not an sslkit checkpoint (missing {missing or 'format tag'};"
+                              f" a plain state_dict? load it with torch.load instead)")
+    if ckpt["version"] != VERSION:
+        raise CheckpointError(f"checkpoint {path!r} has version {ckpt['version']!r}; this sslkit "
+                              f"reads version {VERSION}")
+    for key, kind in (("model", dict), ("optimizer", dict), ("scheduler", dict), ("rng", dict),
+                      ("loop", dict), ("history", dict), ("config", dict)):
+        if not isinstance(ckpt[key], kind):
+            raise CheckpointError(f"checkpoint {path!r}: entry {key!r} is a {type(ckpt[key]).__name__},"
+                                  f" expected a {kind.__name__}")
+    bad = [k for k, v in ckpt["model"].items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"checkpoint {path!r}: model entries {bad[:5]} are not tensors")
+    ckpt["path"] = path
+    return ckpt
+
+
+def check_model_state(ckpt: dict[str, Any], method: nn.Module) -> None:
+    """Raise :class:`CheckpointError` unless the saved weights fit ``method`` key for key, shape for shape."""
+    path = ckpt.get("path", "<checkpoint>")
+    saved, own = ckpt["model"], unwrap(method).state_dict()
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {path!r} does not match this model: missing keys "
+                              f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected keys "
+                              f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''} (was it saved "
+                              f"from another method/backbone? saved: {ckpt['config'].get('method')!r})")
+    wrong = [(k, tuple(saved[k].shape), tuple(v.shape)) for k, v in own.items()
+             if tuple(saved[k].shape) != tuple(v.shape)]
+    if wrong:
+        k, s, o = wrong[0]
+        raise CheckpointError(f"checkpoint {path!r} does not match this model: {len(wrong)} tensors "
+                              f"have other shapes, e.g. {k!r} is {s} in the file but {o} in the model")
+
+
+def check_optimizer_state(ckpt: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """Raise :class:`CheckpointError` unless the saved optimiser state fits ``optimizer``'s params."""
+    path = ckpt.get("path", "<checkpoint>")
+    saved = ckpt["optimizer"]
+    groups = saved.get("param_groups")
+    if not isinstance(groups, list) or not isinstance(saved.get("state"), dict):
+        raise CheckpointError(f"checkpoint {path!r}: optimizer state is malformed")
+    own = optimizer.param_groups
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in own]:
+        raise CheckpointError(f"checkpoint {path!r}: optimizer has parameter groups of sizes "
+                              f"{[len(g['params']) for g in groups]} in the file but "
+                              f"{[len(g['params']) for g in own]} here (another model or optimizer?)")
+    params = [p for g in own for p in g["params"]]
+    ids = [i for g in groups for i in g["params"]]
+    for i, p in zip(ids, params):
+        for name, value in saved["state"].get(i, {}).items():
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape != p.shape:
+                raise CheckpointError(f"checkpoint {path!r}: optimizer state {name!r} of parameter {i}"
+                                      f" has shape {tuple(value.shape)}, the parameter {tuple(p.shape)}")
+
+
+def load_method(path: str | os.PathLike, data: Any = None, device: torch.device | str | None = None
+                ) -> nn.Module:
+    """Rebuild the trained method saved in checkpoint ``path`` (for evaluation).
+
+    The method is recreated with ``sslkit.create(name, data=..., backbone=..., **method_config)``
+    from the checkpoint's config and its weights are loaded (validated first). ``data`` is only used
+    to size the model (channels, image size, vocabulary); by default the dataset named in the
+    checkpoint is loaded with its default options.
+    """
+    import sslkit
+
+    ckpt = load_checkpoint(path)
+    cfg = ckpt["config"]
+    name = cfg.get("method")
+    if not isinstance(name, str):
+        raise CheckpointError(f"checkpoint {ckpt['path']!r} does not record which method it holds")
+    if data is None and cfg.get("data", {}).get("name"):
+        d = cfg["data"]
+        data = sslkit.data.load(d["name"], split=d.get("split", "train"), **d.get("options", {}))
+    method_config = dict(cfg.get("method_config") or {})
+    backbone = cfg.get("backbone")
+    method = sslkit.create(name, data=data, backbone=backbone, **method_config)
+    check_model_state(ckpt, method)
+    unwrap(method).load_state_dict(ckpt["model"])
+    if device is not None:
+        method.to(device)
+    return method.eval()

@@ -1,0 +1,35 @@
+"""ipywidgets explorers that make the notebooks' ideas tangible.
+
+Each explorer is an :class:`Explorer` (an ``ipywidgets.VBox``): ``w.controls[name]`` are the
+controls, ``w.view`` the rendered view (PNG bytes in an ``ipywidgets.Image``, or HTML), and
+``w.update()`` re-renders. Moving a control (``w.controls["mask_ratio"].value = 0.5``) re-renders too.
+
+Explorers: :func:`augmentation_explorer`, :func:`masking_explorer`, :func:`token_masking_viewer`,
+:func:`temperature_explorer`, :func:`reconstruction_explorer`, :func:`embedding_explorer`,
+:func:`neighbour_explorer`, :func:`attention_explorer`. Building blocks (return PNG bytes / arrays):
+:func:`image_grid`, :func:`embedding_scatter`, :func:`project_2d`, :func:`similarity_panels`,
+:func:`nearest_neighbours`, :func:`attention_maps`, :func:`show_png`.
+"""
+from __future__ import annotations
+
+from sslkit.widgets.base import Explorer
+from sslkit.widgets.contrastive import similarity_panels, temperature_explorer, toy_pairs
+from sslkit.widgets.embeddings import (attention_explorer, attention_maps, embedding_explorer, embedding_scatter,
+                                       nearest_neighbours, neighbour_explorer, project_2d)
+from sslkit.widgets.masking import masking_explorer, patch_mask, token_masking_html, token_masking_viewer
+from sslkit.widgets.reconstruction import reconstruction_explorer
+from sslkit.widgets.render import as_images, figure, image_grid, to_png
+from sslkit.widgets.views import augmentation_explorer, recipe_from_controls
+
+
+def show_png(png: bytes) -> object:
+    """Display PNG bytes in a notebook (an ``IPython.display.Image``)."""
+    from IPython.display import Image
+    return Image(data=png)
+
+
+__all__ = ["Explorer", "augmentation_explorer", "masking_explorer", "token_masking_viewer", "temperature_explorer",
+           "reconstruction_explorer", "embedding_explorer", "neighbour_explorer", "attention_explorer",
+           "image_grid", "embedding_scatter", "project_2d", "similarity_panels", "toy_pairs", "nearest_neighbours",
+           "attention_maps", "patch_mask", "token_masking_html", "recipe_from_controls", "as_images", "figure",
+           "to_png", "show_png"]

@@ -1,0 +1,91 @@
+"""sslkit.checks: each check accepts what it should and names argument, value and rule otherwise."""
+import numpy as np
+import pytest
+import torch
+
+from sslkit import checks
+
+
+def test_choice():
+    assert checks.choice("mode", "a", ["a", "b"]) == "a"
+    with pytest.raises(ValueError, match=r"mode='c' is not allowed; choose one of: 'a', 'b'"):
+        checks.choice("mode", "c", ("a", "b"))
+    assert checks.choice("flag", False, (True, False)) is False
+    with pytest.raises(ValueError, match="flag=1"):  # 1 == True, but 1 is not a bool
+        checks.choice("flag", 1, (True, False))
+    with pytest.raises(ValueError, match="k=True"):
+        checks.choice("k", True, (1, 2))
+    with pytest.raises(ValueError, match="x=array"):  # arrays never match (no ambiguous truth)
+        checks.choice("x", np.array([1, 2]), (1, 2))
+    with pytest.raises(ValueError, match="x=tensor"):
+        checks.choice("x", torch.tensor([1, 2]), (1, 2))
+    assert checks.choice("it", "b", iter(["a", "b"])) == "b"  # any iterable of allowed values
+
+
+def test_integer():
+    assert checks.integer("n", 3) == 3 and type(checks.integer("n", np.int64(3))) is int
+    for bad in (1.5, 2.0, "3", True, None, torch.tensor(3)):
+        with pytest.raises(ValueError, match=r"n=.* must be an int"):
+            checks.integer("n", bad)
+    assert checks.integer("n", 0, min=0, max=0) == 0
+    with pytest.raises(ValueError, match=r"n=0 is out of range; allowed: \[1, inf\]"):
+        checks.integer("n", 0, min=1)
+    with pytest.raises(ValueError, match=r"n=11 is out of range; allowed: \[-inf, 10\]"):
+        checks.integer("n", 11, max=10)
+
+
+def test_number():
+    assert checks.number("p", 1) == 1.0 and isinstance(checks.number("p", np.float32(0.5)), float)
+    for bad in ("0.5", True, None, [0.5]):
+        with pytest.raises(ValueError, match="p=.* must be a number"):
+            checks.number("p", bad)
+    with pytest.raises(ValueError, match="NaN"):
+        checks.number("p", float("nan"))
+    assert checks.number("p", 0.0, min=0, max=1) == 0.0
+    with pytest.raises(ValueError, match=r"p=0.0 is out of range; allowed: \(0, 1\]"):
+        checks.number("p", 0.0, min=0, max=1, min_open=True)
+    with pytest.raises(ValueError, match=r"allowed: \[0, 1\)"):
+        checks.number("p", 1.0, min=0, max=1, max_open=True)
+    with pytest.raises(ValueError, match=r"allowed: \(-inf, 2\]"):
+        checks.number("p", 3, max=2)
+
+
+def test_number_range():
+    assert checks.number_range("scale", (0.1, 1)) == (0.1, 1.0)
+    assert checks.number_range("scale", [0.5, 0.5]) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="scale=.* must be a pair"):
+        checks.number_range("scale", 0.5)
+    with pytest.raises(ValueError, match="must be a pair"):
+        checks.number_range("scale", (0.1, 0.2, 0.3))
+    with pytest.raises(ValueError, match="low must be <= high"):
+        checks.number_range("scale", (0.9, 0.1))
+    with pytest.raises(ValueError, match=r"scale\[1\]=2.0 is out of range"):
+        checks.number_range("scale", (0.1, 2.0), min=0, max=1)
+    with pytest.raises(ValueError, match=r"scale\[0\]='a' must be a number"):
+        checks.number_range("scale", "ab")
+
+
+def test_tensor():
+    x = torch.zeros(2, 3)
+    assert checks.tensor("x", x, ndim=2, dtypes="float") is x
+    assert checks.tensor("x", x, ndim=(2, 4)) is x
+    with pytest.raises(ValueError, match=r"x must be a torch.Tensor \(ndarray given\)"):
+        checks.tensor("x", np.zeros(3))
+    with pytest.raises(ValueError, match=r"x must have rank 4; got shape \(2, 3\)"):
+        checks.tensor("x", x, ndim=4)
+    with pytest.raises(ValueError, match="rank 3 or 4"):
+        checks.tensor("x", x, ndim=(3, 4))
+    with pytest.raises(ValueError, match="floating-point"):
+        checks.tensor("ids", torch.zeros(2, dtype=torch.long), dtypes="float")
+    for bad in (torch.zeros(2), torch.zeros(2, dtype=torch.bool)):
+        with pytest.raises(ValueError, match="integer tensor"):
+            checks.tensor("ids", bad, dtypes="int")
+    assert checks.tensor("ids", torch.zeros(2, dtype=torch.uint8), dtypes="int") is not None
+    with pytest.raises(ValueError, match="dtype in"):
+        checks.tensor("x", x, dtypes=[torch.uint8])
+
+
+def test_same_shape():
+    checks.same_shape("a", torch.zeros(2, 3), "b", torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"z1 and z2 must have the same shape; got \(2, 3\) and \(3, 2\)"):
+        checks.same_shape("z1", torch.zeros(2, 3), "z2", torch.zeros(3, 2))

@@ -1,0 +1,320 @@
+"""The training engine: stopping rules, schedule, logging, interruption, callbacks, bad input."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from sslkit.data import Dataset
+from sslkit.methods import Method
+from sslkit.train import (
+    Callback, CollapseMonitor, CollapseWarning, History, KNNMonitor, LivePlot, StepBudget, WarmupCosine,
+    fit)
+
+
+class TinyAE(Method):
+    """Denoising linear autoencoder: real training signal, uses the global RNG (noise)."""
+
+    name = "tiny_ae"
+    default_lr = 4e-3
+
+    def __init__(self, dim: int = 16, code: int = 4) -> None:
+        torch.manual_seed(5)
+        enc = nn.Sequential(nn.Flatten(), nn.Linear(dim, code))
+        enc.embed_dim = code
+        enc.forward_features = enc.forward
+        super().__init__(enc)
+        self.dec = nn.Linear(code, dim)
+        self.ends: list[tuple[int, int]] = []
+
+    def training_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        flat = x.flatten(1)                                      # (B, D)
+        noisy = flat + 0.05 * torch.randn_like(flat)
+        rec = self.dec(self.backbone(noisy))                     # (B, D)
+        return {"loss": (rec - flat).pow(2).mean(), "noise": (noisy - flat).abs().mean()}
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.ends.append((step, total_steps))
+
+
+class Constant(TinyAE):
+    """Collapsed: every input maps to the same embedding."""
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones(len(x), 8, device=x.device)
+
+
+def dataset(n: int = 64, classes: int = 2) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % classes
+    # class-dependent pixel means so the kNN monitor has something to find
+    x = (labels.view(n, 1, 1, 1) * 120 + torch.randint(0, 100, (n, 1, 4, 4), generator=g)).to(torch.uint8)
+    return Dataset(name="random", split="train", kind="image", x=x, labels=labels,
+                   classes=[str(c) for c in range(classes)])
+
+
+def run(method=None, **kw):
+    kw = {"batch_size": 16, "device": "cpu", "progress": False, "monitor_collapse": False, **kw}
+    return fit(method or TinyAE(), kw.pop("data", None) or dataset(), **kw)
+
+
+# -- stopping rules ----------------------------------------------------------------------------------
+def test_steps_epochs_and_first_rule_wins():
+    h = run(steps=7)
+    assert h.step == list(range(1, 8)) and not h.interrupted
+    h = run(epochs=2)  # 64 / 16 = 4 steps per epoch
+    assert h.step[-1] == 8 and h.epoch == [0] * 4 + [1] * 4
+    assert run(epochs=2, steps=3).step[-1] == 3
+    assert run(epochs=1, steps=30).step[-1] == 4
+
+
+def test_time_budget_stops_after_the_budget_and_estimates_the_total():
+    m = TinyAE()
+    h = run(m, minutes=0.01, steps=100_000)
+    assert h.time[-1] >= 0.6 and len(h) < 100_000
+    totals = [t for _, t in m.ends]
+    assert totals[-1] >= len(h) - 1  # the final estimate is close to what was done
+    assert totals[-1] < 100_000
+
+
+def test_needs_a_stopping_rule():
+    with pytest.raises(ValueError, match="stopping rule"):
+        run()
+
+
+def test_training_reduces_the_loss_and_logs_everything():
+    m = TinyAE()
+    h = run(m, steps=150, lr=2e-2)
+    assert sum(h.loss[-10:]) / 10 < 0.5 * sum(h.loss[:10]) / 10
+    assert len(h.loss) == len(h.lr) == len(h.time) == len(h.throughput) == len(h.terms["noise"]) == 150
+    assert all(t > 0 for t in h.throughput)
+    assert h.time == sorted(h.time)
+    assert m.ends == [(s, 150) for s in range(1, 151)]  # on_step_end(steps done, total)
+    assert m.training  # mode restored
+
+
+def test_default_lr_scales_with_batch_size():
+    h = run(steps=40, batch_size=32, warmup=0.0)
+    assert max(h.lr) == pytest.approx(TinyAE.default_lr * 32 / 256)
+
+
+def test_lr_follows_warmup_then_cosine():
+    h = run(steps=40, lr=0.1, warmup=0.25)
+    # reference written out directly: 10 warm-up steps rising to the peak, then a half cosine
+    expected = []
+    for s in range(40):
+        if s < 10:
+            expected.append(0.1 * (s + 1) / 11)
+        else:
+            t = (s - 10) / 30
+            expected.append(0.1 * (1e-3 + (1 - 1e-3) * (1 + math.cos(math.pi * t)) / 2))
+    assert h.lr == pytest.approx(expected)
+
+
+def test_schedule_and_budget_units():
+    s = WarmupCosine(1.0, warmup=0.1, final_ratio=0.0)
+    assert s.lr(0, 100) == pytest.approx(1 / 11) and s.lr(10, 100) == pytest.approx(1.0)
+    assert s.lr(55, 100) == pytest.approx(0.5) and s.lr(100, 100) == pytest.approx(0.0)
+    b = StepBudget(steps=None, epochs=None, minutes=1.0, steps_per_epoch=10, skip=1)
+    assert b.total(0, 0.0) == StepBudget.PLACEHOLDER
+    b.record(1, 5.0)  # the slow first step: only sets the reference point
+    assert b.total(1, 5.0) == StepBudget.PLACEHOLDER
+    b.record(3, 6.0)  # 0.5 s per step since then
+    assert b.total(3, 6.0) == 3 + 108  # 54 s left
+    assert StepBudget(steps=50, epochs=2, minutes=None, steps_per_epoch=10).total(0, 0) == 20
+    assert b.finished(3, 0, 60.0) and not b.finished(3, 0, 59.0)
+    with pytest.raises(ValueError, match="warmup"):
+        WarmupCosine(1.0, warmup=1.0)
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    a, b, c = run(steps=6, seed=1), run(steps=6, seed=1), run(steps=6, seed=2)
+    assert a.loss == b.loss and a.loss != c.loss
+
+
+def test_history_argument_appends_and_roundtrips(tmp_path):
+    m = TinyAE()
+    h = run(m, steps=3)
+    h2 = run(m, steps=2, history=h)
+    assert h2 is h and h.step == [1, 2, 3, 4, 5]
+    d = h.to_dict()
+    assert History.from_dict(d) == h and d["loss"] is not h.loss
+    h.save_json(str(tmp_path / "h.json"))
+    assert History.load_json(str(tmp_path / "h.json")) == h
+    with pytest.raises(ValueError, match="unknown History fields"):
+        History.from_dict({**d, "bogus": 1})
+
+
+def test_history_pads_terms_that_appear_late():
+    h = History()
+    h.append(step=1, epoch=0, loss=1.0, lr=0.1, time=0.1, throughput=1.0)
+    h.append(step=2, epoch=0, loss=1.0, lr=0.1, time=0.2, throughput=1.0, terms={"a": 3.0})
+    h.append(step=3, epoch=0, loss=1.0, lr=0.1, time=0.3, throughput=1.0)
+    assert math.isnan(h.terms["a"][0]) and h.terms["a"][1] == 3.0 and math.isnan(h.terms["a"][2])
+
+
+# -- interruption -------------------------------------------------------------------------------
+class RaiseAt(Callback):
+    def __init__(self, step: int, exc=KeyboardInterrupt) -> None:
+        self.step, self.exc = step, exc
+
+    def on_step_end(self, state) -> None:
+        if state.step == self.step:
+            raise self.exc()
+
+
+def test_keyboard_interrupt_returns_history_and_keeps_the_model(tmp_path):
+    m = TinyAE()
+    h = run(m, steps=20, callbacks=[RaiseAt(4)], checkpoint=tmp_path / "c.pt")
+    assert h.interrupted and h.step[-1] == 4
+    assert os.path.exists(tmp_path / "c.pt")
+    assert len(m.ends) == 4
+
+
+def test_sigint_stops_cleanly_after_the_current_step():
+    class SendSigint(Callback):
+        def on_step_end(self, state):
+            if state.step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    handler = signal.getsignal(signal.SIGINT)
+    h = run(steps=20, callbacks=[SendSigint()])
+    assert h.interrupted and h.step[-1] == 3
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
+
+
+def test_other_errors_propagate():
+    with pytest.raises(ZeroDivisionError):
+        run(steps=5, callbacks=[RaiseAt(2, ZeroDivisionError)])
+
+
+def test_diverging_loss_stops_with_a_warning():
+    class Diverge(TinyAE):
+        def training_step(self, x):
+            out = super().training_step(x)
+            return {"loss": out["loss"] * float("nan")}
+
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        h = run(Diverge(), steps=10)
+    assert len(h) == 1
+
+
+def test_callbacks_see_state_and_can_stop():
+    seen = []
+
+    class Spy(Callback):
+        def on_train_start(self, state):
+            seen.append(("start", state.step, state.total_steps))
+
+        def on_step_end(self, state):
+            seen.append(("step", state.step, state.epoch, len(state.history), state.elapsed > 0))
+            state.stop = state.step == 2
+
+        def on_train_end(self, state):
+            seen.append(("end", state.step))
+
+    h = run(steps=10, callbacks=[Spy()])
+    assert len(h) == 2
+    assert seen == [("start", 0, 10), ("step", 1, 0, 1, True), ("step", 2, 0, 2, True), ("end", 2)]
+
+
+# -- monitors ---------------------------------------------------------------------------------------
+def test_collapse_monitor_warns_on_constant_features_only():
+    with pytest.warns(CollapseWarning, match="collapse"):
+        h = run(Constant(), steps=4, callbacks=[CollapseMonitor(every=2, n=32)])
+    assert [e["step"] for e in h.evals] == [2, 4]
+    assert h.evals[0]["feature_std"] < 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        h = run(steps=4, callbacks=[CollapseMonitor(every=2, n=32)])
+    assert h.evals[0]["feature_std"] > 0.1 and h.evals[0]["effective_rank"] > 1.5
+
+
+def test_collapse_monitor_is_on_by_default():
+    h = fit(TinyAE(), dataset(), steps=100, batch_size=16, device="cpu", progress=False)
+    assert [e["step"] for e in h.evals] == [100]
+
+
+def test_knn_monitor_records_accuracy():
+    train, test = dataset(64), dataset(32)
+    h = run(steps=5, callbacks=[KNNMonitor(train, test, every=2, k=5)])
+    assert [e["step"] for e in h.evals] == [2, 4, 5]
+    assert all(0.9 <= e["knn"] <= 1.0 for e in h.evals)  # classes differ by pixel mean
+
+
+def test_knn_monitor_rejects_unlabelled_data():
+    d = dataset()
+    d.labels[0] = -1
+    with pytest.raises(ValueError, match="unlabelled"):
+        KNNMonitor(d, dataset())
+
+
+def test_live_plot_is_silent_headless_and_can_save(tmp_path):
+    path = tmp_path / "curve.png"
+    h = run(steps=6, callbacks=[KNNMonitor(dataset(), dataset(), every=3), LivePlot(every=2, path=str(path))])
+    assert path.stat().st_size > 1000
+    fig = LivePlot().figure(h)
+    assert len(fig.axes) == 2  # loss and kNN accuracy
+    assert len(LivePlot().figure(History()).axes) == 1
+
+
+# -- bad input --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw, match", [
+    ({"steps": 0}, "steps"),
+    ({"steps": 2.5}, "steps"),
+    ({"epochs": -1}, "epochs"),
+    ({"minutes": 0}, "minutes"),
+    ({"steps": 2, "batch_size": 0}, "batch_size"),
+    ({"steps": 2, "batch_size": 65}, "batch_size=65 is larger than the dataset"),
+    ({"steps": 2, "lr": -1.0}, "lr"),
+    ({"steps": 2, "weight_decay": -0.1}, "weight_decay"),
+    ({"steps": 2, "warmup": 1.5}, "warmup"),
+    ({"steps": 2, "optimizer": "adam"}, "optimizer='adam' is not allowed"),
+    ({"steps": 2, "callbacks": [print]}, r"callbacks\[0\]"),
+    ({"steps": 2, "checkpoint_every": 5}, "checkpoint_every needs checkpoint"),
+    ({"steps": 2, "seed": "1"}, "seed"),
+    ({"steps": 2, "history": {}}, "history"),
+    ({"steps": 2, "device": "tpu"}, "'tpu' is not a device"),
+])
+def test_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        run(**kw)
+
+
+def test_bad_method_and_data():
+    with pytest.raises(ValueError, match="method must be"):
+        fit(nn.Linear(2, 2), dataset(), steps=1)
+    with pytest.raises(ValueError, match="data must be"):
+        fit(TinyAE(), torch.zeros(4, 16), steps=1)
+
+    class NoLoss(TinyAE):
+        def training_step(self, x):
+            return {"mse": super().training_step(x)["loss"]}
+
+    with pytest.raises(ValueError, match="scalar 'loss'"):
+        run(NoLoss(), steps=1)
+
+
+def test_sgd_optimizer_and_no_decay_for_biases():
+    seen = {}
+
+    class Grab(Callback):
+        def on_train_start(self, state):
+            seen["groups"] = [(len(g["params"]), g["weight_decay"]) for g in state.optimizer.param_groups]
+            seen["type"] = type(state.optimizer).__name__
+
+    run(steps=2, optimizer="sgd", callbacks=[Grab()])
+    assert seen == {"groups": [(2, 5e-4), (2, 0.0)], "type": "SGD"}
+
+
+@pytest.mark.cuda
+def test_cuda_bf16_channels_last():
+    m = TinyAE()
+    h = run(m, steps=5, device="cuda")
+    assert len(h) == 5 and next(m.parameters()).is_cuda

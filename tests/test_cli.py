@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -105,3 +106,17 @@ def test_python_dash_m():
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "usage: sslkit train" in res.stderr and "--data" in res.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_trains_with_ddp(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed next to python")
+    res = subprocess.run([str(torchrun), "--nproc_per_node=2", "-m", "sslkit", "train", "--method", "simclr",
+                          "--data", "digits", "--steps", "2", "--batch-size", "32", "--device", "cpu",
+                          "--no-progress", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "x 2 processes" in res.stdout and res.stdout.count("done: 2 steps") == 1  # rank 0 prints
+    assert json.loads((tmp_path / "history.json").read_text())["step"] == [1, 2]

@@ -345,3 +345,8 @@ def test_every_dataset_has_a_card():
     for name in sslkit.data.names():
         assert (root / "cards" / f"{name}.md").is_file(), name
         assert f"`{name}`" in readme, name
+
+
+def test_unknown_option_names_option_and_allowed():
+    with pytest.raises(ValueError, match=r"sise=32 is not an option of dataset 'shapes'.*n, size"):
+        sslkit.data.load("shapes", sise=32)

@@ -42,12 +42,30 @@ class TinyAE(Method):
         self.ends.append((step, total_steps))
 
 
-class Constant(TinyAE):
-    """Collapsed: every input maps to the same embedding."""
+class Collapsing(TinyAE):
+    """Healthy random features at first; after step 2 every input maps to the same embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collapsed = False
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ones(len(x), 8, device=x.device)
+        g = torch.Generator().manual_seed(0)
+        z = torch.randn(len(x), 8, generator=g)  # (B, 8)
+        return (torch.ones(len(x), 8) if self.collapsed else z).to(x.device)
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.collapsed = step >= 2
+
+
+class DegenerateFromTheStart(Collapsing):
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.collapsed = True
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones(len(x), 8, device=x.device) + 1e-4 * torch.arange(len(x)).view(-1, 1)
 
 
 def dataset(n: int = 64, classes: int = 2) -> Dataset:
@@ -225,20 +243,23 @@ def test_callbacks_see_state_and_can_stop():
 
 
 # -- monitors ---------------------------------------------------------------------------------------
-def test_collapse_monitor_warns_on_constant_features_only():
-    with pytest.warns(CollapseWarning, match="collapse"):
-        h = run(Constant(), steps=4, callbacks=[CollapseMonitor(every=2, n=32)])
-    assert [e["step"] for e in h.evals] == [2, 4]
-    assert h.evals[0]["feature_std"] < 1e-3
+def test_collapse_monitor_warns_when_features_collapse_during_training():
+    with pytest.warns(CollapseWarning, match="collapse at step 2"):
+        h = run(Collapsing(), steps=4, callbacks=[CollapseMonitor(every=2, n=32)])
+    assert [e["step"] for e in h.evals] == [0, 2, 4]
+    assert h.evals[0]["feature_std"] > 0.5 and h.evals[0]["effective_rank"] > 5  # random: healthy
+    assert h.evals[1]["feature_std"] < 1e-3 and h.evals[1]["effective_rank"] < 1.01
     with warnings.catch_warnings():
         warnings.simplefilter("error", CollapseWarning)
-        h = run(steps=4, callbacks=[CollapseMonitor(every=2, n=32)])
-    assert h.evals[0]["feature_std"] > 0.1 and h.evals[0]["effective_rank"] > 1.5
+        h = run(steps=4, callbacks=[CollapseMonitor(every=2, n=32)])  # a healthy autoencoder
+        h2 = run(DegenerateFromTheStart(), steps=4, callbacks=[CollapseMonitor(every=2, n=32)])
+    assert h.evals[1]["feature_std"] > 0.1 and h.evals[1]["effective_rank"] > 1.5
+    assert h2.evals[1]["feature_std"] < 0.1  # low, but no lower than at the start: not blamed
 
 
 def test_collapse_monitor_is_on_by_default():
     h = fit(TinyAE(), dataset(), steps=100, batch_size=16, device="cpu", progress=False)
-    assert [e["step"] for e in h.evals] == [100]
+    assert [e["step"] for e in h.evals] == [0, 100]
 
 
 def test_knn_monitor_records_accuracy():
@@ -262,6 +283,26 @@ def test_live_plot_is_silent_headless_and_can_save(tmp_path):
     fig = LivePlot().figure(h)
     assert len(fig.axes) == 2  # loss and kNN accuracy
     assert len(LivePlot().figure(History()).axes) == 1
+
+
+def test_live_plot_updates_one_display_in_a_notebook(monkeypatch):
+    import IPython.display
+
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(("update", obj))
+
+    def display(obj, display_id=False):
+        shown.append(("display", obj))
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(LivePlot, "_in_notebook", staticmethod(lambda: True))
+    run(steps=6, callbacks=[LivePlot(every=2)])
+    assert [kind for kind, _ in shown] == ["display", "update", "update", "update"]  # steps 2, 4, 6, end
+    assert all(isinstance(obj, IPython.display.Image) for _, obj in shown)
 
 
 # -- bad input --------------------------------------------------------------------------------------
@@ -314,7 +355,9 @@ def test_sgd_optimizer_and_no_decay_for_biases():
 
 
 @pytest.mark.cuda
-def test_cuda_bf16_channels_last():
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_bf16_channels_last_and_compile(compile):
     m = TinyAE()
-    h = run(m, steps=5, device="cuda")
-    assert len(h) == 5 and next(m.parameters()).is_cuda
+    h = run(m, steps=60, device="cuda", lr=2e-2, compile=compile)
+    assert len(h) == 60 and next(m.parameters()).is_cuda
+    assert sum(h.loss[-5:]) < sum(h.loss[:5])

@@ -9,13 +9,15 @@ mnist) are downloaded into ``root`` by torchvision's own download code.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from sslkit import checks
 from sslkit.data.base import KINDS, Dataset, DatasetInfo
+from sslkit.data.real import DatasetUnavailable
 from sslkit.data.registry import REGISTRY, info, names, register
 
-__all__ = ["Dataset", "DatasetInfo", "KINDS", "load", "names", "info", "register"]
+__all__ = ["Dataset", "DatasetUnavailable", "DatasetInfo", "KINDS", "load", "names", "info", "register"]
 
 
 def load(name: str, split: str = "train", root: str = "data", seed: int = 0, **options: Any) -> Dataset:
@@ -36,4 +38,9 @@ def load(name: str, split: str = "train", root: str = "data", seed: int = 0, **o
     checks.integer("seed", seed)
     if not isinstance(root, (str, bytes)) and not hasattr(root, "__fspath__"):
         raise ValueError(f"root={root!r} must be a path (str or os.PathLike)")
+    allowed = [p for p in inspect.signature(entry.builder).parameters if p not in ("split", "root", "seed")]
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"{key}={options[key]!r} is not an option of dataset {name!r}; "
+                             f"allowed options: {', '.join(allowed) or 'none'}")
     return entry.builder(split=split, root=str(root), seed=seed, **options)

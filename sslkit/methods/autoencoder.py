@@ -112,7 +112,11 @@ class Autoencoder(Method):
         corrupted, holes = self.corrupt(x)
         rec = self.decoder(self.backbone.forward_features(corrupted))      # (B, C, H, W)
         loss = F.mse_loss(rec, x)
-        out = {"loss": loss}
+        # PSNR in dB of reconstruction and of the corrupted input (the bar to beat), for the logs.
+        with torch.no_grad():
+            psnr = -10 * torch.log10(loss.detach().clamp_min(1e-10))
+            psnr_input = -10 * torch.log10(F.mse_loss(corrupted, x).clamp_min(1e-10))
+        out = {"loss": loss, "psnr": psnr, "psnr_input": psnr_input}
         if holes is not None:  # error inside the holes: what inpainting is really about
             err = (rec.detach() - x).pow(2).mean(1, keepdim=True)           # (B, 1, H, W)
             out["hole_mse"] = (err * holes).sum() / holes.sum().clamp_min(1)

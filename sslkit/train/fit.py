@@ -65,7 +65,11 @@ def fit(method: nn.Module, data: Any, *, epochs: int | None = None, steps: int |
         optimizer: "adamw" or "sgd" (momentum 0.9).
         callbacks: :class:`Callback` objects (``LivePlot``, ``KNNMonitor``, ...).
         checkpoint: file to write at the end, on interrupt and every ``checkpoint_every`` steps.
-        resume: checkpoint to continue from (model, optimiser, schedule, RNG, data order, history).
+        resume: checkpoint to continue from (model, optimiser, schedule, RNG, data order, history);
+            the run continues exactly as if never stopped, so the schedule's peak lr and warm-up
+            come from the checkpoint (``lr``/``warmup`` here are not used) and ``batch_size``
+            must be the one it was trained with. Only rank 0's random streams are saved: under
+            DDP the other ranks resume with fresh ones.
         seed: seeds the batch order and the method's randomness (views, masks); not the model init.
         device: None -> ``sslkit.device()`` (under torchrun: this rank's GPU, or the CPU).
         compile: ``torch.compile`` the training step.

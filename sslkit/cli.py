@@ -124,14 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
                       description="Copy notebooks from SRC to DST with solution blocks removed.")
     s.add_argument("src", metavar="SRC", help="notebook file or folder with solutions")
     s.add_argument("dst", metavar="DST", help="output folder (must differ from SRC)")
+    parser.commands = dict(sub.choices)  # name -> sub-command parser
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sslkit`` command; returns the exit status (2 for bad input)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    sub = parser._subparsers._group_actions[0].choices[args.command]  # for error messages
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:  # everything after `demo` belongs to the demo's own parser (--help too)
+        args = argparse.Namespace(command="demo", args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
+    sub = parser.commands[args.command]  # its usage line goes with error messages
     try:
         return _COMMANDS[args.command](args, sub)
     except ValueError as err:  # bad values found past argparse (names, settings, files)
@@ -242,10 +247,10 @@ def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if name is None:
         parser.error("the checkpoint does not say which data it was trained on; give --data")
     options = args.data_option or list(((cfg.get("data") or {}).get("options") or {}).items())
-    splits = sslkit.data.info(name).splits if name in sslkit.data.names() else ()
-    if "test" not in splits and name in sslkit.data.names():
+    train = _load_data(parser, name, "train", args.root, options)  # checks the name
+    splits = sslkit.data.info(name).splits
+    if "test" not in splits:
         parser.error(f"--data {name!r} has no test split to evaluate on (splits: {', '.join(splits)})")
-    train = _load_data(parser, name, "train", args.root, options)
     test = _load_data(parser, name, "test", args.root, options)
     device = sslkit.device(args.device)
     method = load_method(args.checkpoint, data=train, device=device)

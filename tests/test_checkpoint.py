@@ -184,3 +184,10 @@ def test_load_method_rebuilds_a_registered_method(tmp_path):
     x = data.batch(torch.arange(8))
     method.eval()
     torch.testing.assert_close(loaded.embed(x), method.embed(x), rtol=0, atol=0)
+    # data loaded by name must have the shape the model was trained on
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["data"]["sample_shape"] = [1, 16, 16]
+    torch.save(ckpt, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"shape \(1, 16, 16\).*pass data="):
+        load_method(tmp_path / "other.pt")
+    assert type(load_method(tmp_path / "other.pt", data=data)) is type(method)

@@ -33,6 +33,14 @@ def test_help_everywhere(capsys, argv):
     assert "usage: sslkit" in capsys.readouterr().out
 
 
+def test_demo_arguments_go_to_the_demo(capsys, monkeypatch):
+    import types
+    seen = []
+    monkeypatch.setitem(sys.modules, "sslkit.demo", types.SimpleNamespace(main=lambda argv: seen.append(argv)))
+    assert main(["demo", "--help", "--quick"]) == 0
+    assert seen == [["--help", "--quick"]]
+
+
 def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out

@@ -40,7 +40,7 @@ def build(name, ds):
     if name == "mae":
         vit = backbones.create("vit_tiny", image_size=8, in_channels=1, embed_dim=32, depth=1, num_heads=2)
         return sslkit.create("mae", data=ds, backbone=vit, decoder_dim=32, decoder_depth=1), \
-            ds.batch(torch.arange(32))
+            ds.batch(torch.arange(16))
     if name in ("autoencoder", "rotation", "jigsaw"):
         extra = {"decoder_width": 16} if name == "autoencoder" else {}
         extra.update({"head_hidden": 32} if name in ("rotation", "jigsaw") else {})
@@ -48,11 +48,11 @@ def build(name, ds):
     if name == "mlm":
         txt = backbones.create("transformer", vocab_size=ds.vocab_size, max_len=ds.sample_shape[0],
                                embed_dim=32, depth=1, num_heads=2)
-        return sslkit.create("mlm", data=ds, backbone=txt), ds.batch(torch.arange(16))
+        return sslkit.create("mlm", data=ds, backbone=txt), ds.batch(torch.arange(8))[:, :32]
     if name == "cpc":
         enc = backbones.create("conv1d", in_channels=1, widths=(8, 16, 32))
         return sslkit.create("cpc", data=ds, backbone=enc, context_dim=32, num_queries=64), \
-            ds.batch(torch.arange(16))
+            ds.batch(torch.arange(16))[..., :64]
     if name == "next_frame":
         enc = backbones.create("frames", in_channels=1, widths=(4, 8, 16))
         return sslkit.create("next_frame", data=ds, backbone=enc, hidden_dim=32, decoder_width=8), \
@@ -100,7 +100,7 @@ def test_mae_reconstruct_and_masking(digits):
     assert (masked[mask] == 0).all() and torch.equal(masked[~mask], batch[:3][~mask])
     assert rec.min() >= 0 and rec.max() <= 1
     # the encoder never sees removed patches: changing them leaves the loss's latent unchanged
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(3)
     _, _, m = method.reconstruct(batch[:2], generator=g)
     changed = batch[:2].masked_fill(m, 1.0)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)

@@ -43,4 +43,8 @@ def load(name: str, split: str = "train", root: str = "data", seed: int = 0, **o
         if key not in allowed:
             raise ValueError(f"{key}={options[key]!r} is not an option of dataset {name!r}; "
                              f"allowed options: {', '.join(allowed) or 'none'}")
-    return entry.builder(split=split, root=str(root), seed=seed, **options)
+    ds = entry.builder(split=split, root=str(root), seed=seed, **options)
+    # Recorded so a checkpoint can rebuild a model for the same data (sslkit.train.load_method).
+    ds.meta.setdefault("options", dict(options))
+    ds.meta.setdefault("seed", seed)
+    return ds

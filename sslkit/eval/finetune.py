@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks
-from sslkit.eval.features import (Data, data_batch, data_labels, data_size, extract_features,
-                                  model_device)
+from sslkit.eval.features import Data, data_batch, data_labels, data_size, model_device
 
 
 def backbone_of(model: Any, name: str = "model") -> nn.Module:
@@ -75,9 +74,17 @@ def train_classifier(backbone: nn.Module, train_data: Data, num_classes: int, *,
 
 
 def accuracy(model: nn.Module, data: Data, batch_size: int = 512) -> float:
-    """Accuracy (in [0, 1]) of a classifier ``model(x) -> logits`` on ``data`` (eval mode)."""
-    logits, labels = extract_features(model.forward, data, batch_size)
-    return (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
+    """Accuracy (in [0, 1]) of a classifier ``model(x) -> logits`` on ``data``, in eval mode."""
+    labels = data_labels(data)
+    device = model_device(model, labels.device)
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(labels), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(labels)), device=labels.device)
+            logits = model(data_batch(data, idx).to(device))  # (B, C)
+            correct += int((logits.argmax(1) == labels[idx].to(device)).sum())
+    return correct / len(labels)
 
 
 def fine_tune(method_or_backbone: Any, train_data: Data, test_data: Data, epochs: int | None = None,

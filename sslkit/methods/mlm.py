@@ -99,7 +99,10 @@ class MLM(Method):
 def mlm(data: Any = None, backbone: Any = None, **config: Any) -> MLM:
     """BERT-style MLM. ``data``: a text Dataset (its tokenizer gives vocabulary and [MASK]); required."""
     cfg = make_config(MLMConfig, config)
-    if data is None or getattr(data, "tokenizer", None) is None:
+    if data is None:
         raise ValueError("mlm needs data= a text Dataset with a tokenizer (e.g. sslkit.data.load('corpus')): "
                          "the vocabulary and the [MASK] id come from it")
-    return MLM(default_backbone(data, backbone, kind="text"), cfg, data.tokenizer)
+    net = default_backbone(data, backbone, kind="text")
+    if getattr(data, "tokenizer", None) is None:
+        raise ValueError(f"data={data.name!r} has no tokenizer; mlm needs one for the vocabulary and [MASK]")
+    return MLM(net, cfg, data.tokenizer)

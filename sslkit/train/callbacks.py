@@ -192,6 +192,7 @@ class LivePlot(Callback):
         self.smooth = checks.number("smooth", smooth, min=0, max=1, max_open=True)
         self.path = path
         self._handle = None
+        self._active = False
 
     @staticmethod
     def _in_notebook() -> bool:

@@ -185,6 +185,11 @@ def load_method(path: str | os.PathLike, data: Any = None, device: torch.device 
     if data is None and cfg.get("data", {}).get("name"):
         d = cfg["data"]
         data = sslkit.data.load(d["name"], split=d.get("split", "train"), **d.get("options", {}))
+        if d.get("sample_shape") is not None and list(data.sample_shape) != list(d["sample_shape"]):
+            raise CheckpointError(f"checkpoint {ckpt['path']!r} was trained on {d['name']!r} samples of "
+                                  f"shape {tuple(d['sample_shape'])}, but loading {d['name']!r} with "
+                                  f"default options gives {tuple(data.sample_shape)}; pass data= "
+                                  f"(the dataset loaded with the options used for training)")
     method_config = dict(cfg.get("method_config") or {})
     backbone = cfg.get("backbone")
     method = sslkit.create(name, data=data, backbone=backbone, **method_config)

@@ -17,6 +17,7 @@ step finishes, a checkpoint is written if configured and the History comes back 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -221,7 +222,7 @@ def fit(method: nn.Module, data: Any, *, epochs: int | None = None, steps: int |
     from tqdm.auto import tqdm
     bar = tqdm(total=total, initial=done, unit="step", disable=not (progress and is_main),
                dynamic_ncols=True, desc=getattr(method, "name", "fit"))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else _null()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     batches = None
     throughput_ema = None
     t_start = time.perf_counter()
@@ -362,14 +363,6 @@ def _describe(out: Any) -> str:
         return "{" + ", ".join(f"{k!r}: {tuple(v.shape) if torch.is_tensor(v) else type(v).__name__}"
                                for k, v in out.items()) + "}"
     return type(out).__name__
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class _GracefulInterrupt:

@@ -137,3 +137,5 @@ def test_bad_inputs():
         backbones.create("convnet", colour=True)
     with pytest.raises(ValueError, match="in_channels"):
         backbones.create("convnet", in_channels=0)
+    with pytest.raises(ValueError, match="vocab_size"):
+        backbones.create("transformer")          # the vocabulary size is required

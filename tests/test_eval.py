@@ -314,3 +314,15 @@ def test_linear_probe_ignores_dimensions_constant_on_the_training_set():
     pad_train = torch.cat([train, torch.zeros(len(train), 3)], 1)  # e.g. border pixels: 0 in train
     pad_test = torch.cat([test, 5 * torch.rand(len(test), 3)], 1)  # ... but not in test
     assert ev.linear_probe(pad_train, train_y, pad_test, test_y) == pytest.approx(base, abs=0.02)
+
+
+def test_classifier_accuracy_uses_eval_mode():
+    x, y = toy_images(10)
+    clf = ev.finetune.Classifier(TinyBackbone(), 2)
+    clf.backbone.net[1].running_mean.fill_(3.0)  # eval-mode BN differs visibly from batch stats
+    clf.train()
+    acc = ev.finetune.accuracy(clf, (x, y), batch_size=7)
+    clf.eval()
+    with torch.no_grad():
+        ref = (clf(x).argmax(1) == y).float().mean().item()
+    assert acc == pytest.approx(ref)

@@ -2,7 +2,6 @@
 
 Models are shrunk (narrow backbones, 1-block transformers) so each test takes seconds on a CPU.
 """
-import math
 
 import pytest
 import torch
@@ -225,3 +224,23 @@ def test_bad_configs(digits, corpus, waves):
         sslkit.create("next_frame", backbone=small_convnet())
     with pytest.raises(ValueError, match="signal data"):
         sslkit.create("cpc", data=digits)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name,ds_name", CASES)
+def test_runs_on_cuda(name, ds_name, request):
+    ds = request.getfixturevalue(ds_name)
+    method, batch = build(name, ds)
+    method, batch = method.cuda(), batch.cuda()
+    out = method.training_step(batch)
+    out["loss"].backward()
+    assert out["loss"].device.type == "cuda" and torch.isfinite(out["loss"])
+    assert method.embed(batch).device.type == "cuda"
+
+
+@pytest.mark.cuda
+def test_losses_on_cuda_match_cpu():
+    from sslkit import losses
+    z1, z2 = torch.randn(8, 5), torch.randn(8, 5)
+    for fn in (losses.nt_xent, losses.info_nce, losses.barlow_twins, losses.vicreg):
+        torch.testing.assert_close(fn(z1.cuda(), z2.cuda()).cpu(), fn(z1, z2), atol=1e-5, rtol=1e-4)

@@ -2,7 +2,7 @@
 
 Conv1d-GroupNorm-ReLU layers with strides 2, 2, 1 (T -> T/4 steps). GroupNorm with one group
 normalises each sample on its own: BatchNorm would leak information between the samples that CPC
-uses as negatives (Henaff et al. 2020, CPC v2, replaced BN for this reason).
+uses as negatives (CPC v2, Henaff et al. 2020, likewise uses layer norm instead of BN).
 """
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def check_random_masking(fn: Callable[..., Any], r: Reporter) -> None:
     a = _mask_of(fn, tokens, ratio, torch.Generator().manual_seed(5))
     b = _mask_of(fn, tokens, ratio, torch.Generator().manual_seed(5))
     c = _mask_of(fn, torch.zeros(64, N, D), ratio, torch.Generator().manual_seed(6))
-    if a is not None and b is not None and c is not None:
+    if a is not None and b is not None and c is not None and masks is not None:
         if not torch.equal(a, b) or torch.equal(c, masks):
             r.fail("uses the generator", "the same generator seed gave different masks (or different "
                    "seeds the same)", "pass generator=generator to torch.rand")

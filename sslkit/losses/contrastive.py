@@ -41,7 +41,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))            # a view is not its own negative
     # The positive of view i is view i + N (and of i + N, view i).
-    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)  # (2N,)
+    targets = torch.arange(2 * n, device=z.device).roll(n)             # (2N,): [N..2N-1, 0..N-1]
     return F.cross_entropy(logits, targets)
 
 

@@ -55,7 +55,7 @@ class AutoencoderConfig:
     corruption: str = "gaussian"
     # Gaussian noise std on [0, 1] images: 0.3 hides fine detail but keeps the shape recognisable.
     noise_std: float = 0.3
-    # Salt-and-pepper: fraction of pixels set to 0 or 1 (Vincent et al. used 10-25%).
+    # Salt-and-pepper: fraction of pixels set to 0 or 1 (0.2: one pixel in five).
     amount: float = 0.2
     # Inpainting: number of square holes and their side as a fraction of the image side.
     n_holes: int = 1

@@ -32,7 +32,7 @@ class JigsawConfig:
     # Number of permutation classes. None: all 24 for a 2x2 grid, 100 for 3x3 (paper: 1000 of the
     # 9! on ImageNet; 100 suits a few thousand tiny images).
     num_permutations: int | None = None
-    # Leave a random gap: each tile is a random crop of 7/8 of its cell (paper: 64 px tiles in 85 px
+    # Leave a random gap: each tile is a random crop of 7/8 of its cell (paper: 64 px tiles in 75 px
     # cells). Cells under 8 px are used whole.
     jitter: bool = True
     # Hidden width of the permutation classifier on the concatenated tile features.
@@ -52,7 +52,7 @@ class JigsawConfig:
 class Jigsaw(Method):
     name = "jigsaw"
     kinds = ("image",)
-    default_lr = 1e-3  # AdamW; paper: SGD lr 0.01
+    default_lr = 1e-3  # AdamW
 
     def __init__(self, backbone: nn.Module, config: JigsawConfig, image_size: int) -> None:
         super().__init__(backbone)

@@ -27,7 +27,7 @@ from sslkit.methods.registry import register
 class MAEConfig:
     # Fraction of patches removed. Paper: 0.75 (images are redundant; lower ratios make the task easy).
     mask_ratio: float = 0.75
-    # Decoder width / depth / heads. Paper: 512 wide, 8 blocks for ViT-L; a 192-wide encoder on 64
+    # Decoder width / depth / heads. Paper default: 512 wide, 8 blocks; a 192-wide encoder on 64
     # patches needs far less: 128 wide, 2 blocks keeps the decoder a small part of the compute.
     decoder_dim: int = 128
     decoder_depth: int = 2
@@ -62,7 +62,7 @@ class MAE(Method):
         dd = config.decoder_dim
         self.decoder_embed = nn.Linear(backbone.embed_dim, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
-        # Learned decoder positions (the paper uses fixed sin-cos; learned is simpler and as good here).
+        # Learned decoder positions (the paper uses fixed 2-D sin-cos ones; learned ones need no extra code).
         self.decoder_pos = nn.Parameter(torch.zeros(1, 1 + n, dd))
         self.decoder = nn.ModuleList(Block(dd, config.decoder_heads) for _ in range(config.decoder_depth))
         self.decoder_norm = nn.LayerNorm(dd)

@@ -91,7 +91,7 @@ class MLM(Method):
         logits[:, self.special_ids] = float("-inf")
         probs = logits.softmax(-1)[ids_t[0] == tk.mask_id]                  # (M, V)
         top = probs.topk(top_k, dim=-1)
-        return [[(tk.vocab[int(i)], float(p)) for p, i in zip(ps, idx)]
+        return [[(tk.decode([int(i)]), float(p)) for p, i in zip(ps, idx)]
                 for ps, idx in zip(top.values, top.indices)]
 
 

@@ -24,8 +24,8 @@ from sslkit.methods.registry import register
 
 @dataclass
 class RotationConfig:
-    # Feed all four rotations of every image in the same batch (4B images). Paper: this works
-    # better than one random rotation per image (section 3.3). False: one random rotation each.
+    # Feed all four rotations of every image in the same batch (4B images), as the paper does (it
+    # reports this works better than one random rotation per image). False: one random rotation each.
     all_rotations: bool = True
     # Hidden width of the classifier head; 0 = a linear head. A small MLP keeps the most
     # rotation-specific computation out of the backbone's last layer.

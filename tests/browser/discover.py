@@ -15,13 +15,12 @@ FIXTURE_NAME = "browser_fixture.ipynb"  # its name inside the served copy of not
 NOTEBOOK_ENV = {"SSLKIT_QUICK": os.environ.get("SSLKIT_QUICK", "1"),
                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
 
-# `import ipywidgets`, `from ipywidgets import ...`, `ipywidgets.interact`, `sslkit.widgets`,
-# `from sslkit import widgets` / `from sslkit import data, widgets`.
-WIDGETS_RE = re.compile(r"\bipywidgets\b|\bsslkit\.widgets\b|^\s*from\s+sslkit\s+import\s+[^#\n]*\bwidgets\b",
-                        re.MULTILINE)
-# The explorers (sslkit.widgets) are also served as Voila apps.
-EXPLORER_RE = re.compile(r"\bsslkit\.widgets\b|^\s*from\s+sslkit\s+import\s+[^#\n]*\bwidgets\b",
-                         re.MULTILINE)
+# A notebook "has widgets" when its code imports ipywidgets or calls an sslkit explorer/viewer
+# (`widgets.masking_explorer(...)`, `token_masking_viewer(...)`). Importing `sslkit.widgets` only
+# for its PNG helpers (`widgets.show_png`, `widgets.figure`) displays no widget.
+WIDGETS_RE = re.compile(r"^\s*(?:import|from)\s+ipywidgets\b|\b\w+_(?:explorer|viewer)\s*\(", re.MULTILINE)
+# Notebooks built on the sslkit explorers are also served as Voila apps.
+EXPLORER_RE = re.compile(r"\b\w+_(?:explorer|viewer)\s*\(")
 
 
 def code_of(path: Path) -> str:

@@ -23,8 +23,8 @@ from sslkit import losses
 
 def load(args: argparse.Namespace):
     if args.stand_in:
-        train = sslkit.data.load("shapes", split="train", n=50_000)
-        test = sslkit.data.load("shapes", split="test", n=10_000)
+        train = sslkit.data.load("shapes", split="train", n=args.stand_in_train)
+        test = sslkit.data.load("shapes", split="test", n=args.stand_in_test)
     else:
         train = sslkit.data.load("cifar10", split="train", root=args.root)
         test = sslkit.data.load("cifar10", split="test", root=args.root)
@@ -89,6 +89,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--root", default="data")
     p.add_argument("--stand-in", action="store_true", help="50k procedural 32x32 images instead of CIFAR-10")
+    p.add_argument("--stand-in-train", type=int, default=50_000, help="stand-in train size (CIFAR-10: 50k)")
+    p.add_argument("--stand-in-test", type=int, default=10_000, help="stand-in test size (CIFAR-10: 10k)")
+    p.add_argument("--backbone", default="resnet18_cifar", help="the issue's target uses resnet18_cifar")
     p.add_argument("--baseline-batches", type=int, default=20, help="0 skips the per-sample baseline")
     p.add_argument("--compile", action="store_true")
     args = p.parse_args()
@@ -101,7 +104,7 @@ def main() -> None:
     rows = []
     for name in args.methods.split(","):
         torch.manual_seed(0)
-        method = sslkit.create(name, data=train, backbone="resnet18_cifar").to(dev)
+        method = sslkit.create(name, data=train, backbone=args.backbone).to(dev)
         t0 = time.perf_counter()
         hist = sslkit.fit(method, train, epochs=args.epochs, batch_size=args.batch_size,
                           device=dev, compile=args.compile, progress=False)
@@ -119,7 +122,7 @@ def main() -> None:
     base = None
     if args.baseline_batches > 0:
         torch.manual_seed(0)
-        method = sslkit.create("simclr", data=train, backbone="resnet18_cifar").to(dev)
+        method = sslkit.create("simclr", data=train, backbone=args.backbone).to(dev)
         base = baseline_epoch_time(method, train, args.batch_size, args.baseline_batches, dev)
 
     print(f"\n| method | epochs | s/epoch (sslkit) | kNN@20 | kNN@200 |\n|---|---|---|---|---|")

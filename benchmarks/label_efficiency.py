@@ -1,6 +1,6 @@
 """Label-efficiency benchmark: SSL features vs raw pixels / random init / supervised, per label budget.
 
-    python benchmarks/label_efficiency.py                       # digits (60 s) and shapes (180 s)
+    python benchmarks/label_efficiency.py                       # digits (60 s) and shapes (7 min)
     python benchmarks/label_efficiency.py --data shapes --minutes 3 --probes linear knn --supervised
 
 For each dataset: pre-train ``--method`` with ``sslkit.fit`` under a time budget, then evaluate raw
@@ -20,15 +20,36 @@ import torch
 
 import sslkit
 
-DEFAULT_MINUTES = {"digits": 1.0, "shapes": 3.0}  # digits: the acceptance budget; shapes: 4x the pixels
+DEFAULT_MINUTES = {"digits": 1.0, "shapes": 7.0}  # digits: the acceptance budget; shapes: 16x the pixels
+# Per-dataset settings found by the experiments in RESULTS.md. shapes: the class is the shape, while
+# colour and background texture are nuisances that SimCLR's default views leave as shortcuts, so the
+# views randomise colour fully (hue 0.5 = any hue, jitter always, grayscale half the time); crops keep
+# >= 25% of the image so the shape usually stays in view; no blur (it erases 32 px edges). A
+# 16-32-64 ConvNet gives ~4x the steps of the default 32-64-128 in the same CPU time.
+SETTINGS = {
+    "digits": {"batch_size": 256, "views": None, "widths": None},
+    "shapes": {"batch_size": 128, "views": dict(scale=(0.25, 1.0), hue=0.5, jitter_p=1.0, gray_p=0.5,
+                                                blur_p=0.0), "widths": (16, 32, 64)},
+}
 
 
 def run(data: str, method_name: str, minutes: float, probes: list[str], seeds: int, supervised: bool,
-        batch_size: int, device: torch.device) -> None:
+        batch_size: int | None, device: torch.device) -> None:
     train = sslkit.data.load(data, "train")
     test = sslkit.data.load(data, "test")
+    settings = SETTINGS.get(data, SETTINGS["digits"])
+    batch_size = batch_size or settings["batch_size"]
+    config = {}
+    if settings["views"] is not None:
+        config["views"] = sslkit.pretext.recipes.SIMCLR.replace(**settings["views"])
     torch.manual_seed(0)
-    method = sslkit.create(method_name, data=train)
+    backbone = None
+    if settings["widths"] is not None:
+        backbone = sslkit.backbones.create("convnet", in_channels=train.in_channels,
+                                           widths=settings["widths"])
+    method = sslkit.create(method_name, data=train, backbone=backbone, **config)
+    print(f"\nsettings for {data}: batch {batch_size}, views {settings['views'] or 'method default'}, "
+          f"ConvNet widths {settings['widths'] or 'default'}", flush=True)
     t0 = time.time()
     history = sslkit.fit(method, train, minutes=minutes, batch_size=batch_size, device=device,
                          progress=False)
@@ -54,7 +75,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=None, help="per dataset (default: 1 digits, 3 shapes)")
     p.add_argument("--probes", nargs="+", default=["linear", "knn"], choices=["linear", "knn"])
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=None, help="default: 256 digits, 128 shapes")
     p.add_argument("--supervised", action="store_true", help="add the supervised-from-scratch row")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args()

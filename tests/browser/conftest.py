@@ -92,7 +92,7 @@ def lab(lab_root, tmp_path_factory, artifacts, request):
 
 
 def _new_page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 1200})
     page = context.new_page()
     page.set_default_timeout(60_000 * SLOW)
     return context, page

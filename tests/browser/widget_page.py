@@ -200,8 +200,8 @@ SNAPSHOT_JS = """(root) => {
 CONTROLS = [
     ("slider", ".widget-slider:not(.mod-disabled) .noUi-handle"),
     ("dropdown", ".widget-dropdown select:not([disabled])"),
-    ("toggle", "button.widget-toggle-button:not([disabled])"),
-    ("toggles", ".widget-toggle-buttons button:not([disabled])"),
+    ("toggle", "button.widget-toggle-button:not([disabled]):not(.widget-toggle-buttons *)"),
+    ("toggles", ".widget-toggle-buttons button:not([disabled]):not(.mod-active)"),
     ("checkbox", ".widget-checkbox input[type=checkbox]:not([disabled])"),
     ("radio", ".widget-radio-box input[type=radio]:not([disabled])"),
     ("text", ".widget-text input:not([disabled]), .widget-textarea textarea:not([disabled])"),
@@ -242,7 +242,7 @@ def _readout(handle: Locator) -> str:
 
 
 def _act(page: Page, kind: str, control: Locator, attempt: int) -> str:
-    """Move one control as a user would; return a description of the move."""
+    """Move one control as a user would; return a description of the move ("" if none)."""
     control.scroll_into_view_if_needed()
     if kind == "slider":
         before = _readout(control)
@@ -263,7 +263,7 @@ def _act(page: Page, kind: str, control: Locator, attempt: int) -> str:
         current = control.evaluate("s => s.options[s.selectedIndex] ? s.options[s.selectedIndex].text : ''")
         others = [o for o in options if o != current]
         if not others:
-            return "dropdown has a single option"
+            return ""  # a single option: nothing a user could change
         control.select_option(label=others[attempt % len(others)])
         return f"picked {others[attempt % len(others)]!r}"
     if kind == "text":
@@ -291,6 +291,8 @@ def exercise_widget(page: Page, root: Locator, change_timeout_s: float = 45.0) -
         for attempt in range(2 if kind in ("slider", "text") else 1):
             before = root.evaluate(SNAPSHOT_JS)
             move = _act(page, kind, control, attempt)
+            if not move:
+                continue
             deadline = time.monotonic() + change_timeout_s * SLOW
             while time.monotonic() < deadline:
                 if root.evaluate(SNAPSHOT_JS) != before:
@@ -329,13 +331,24 @@ def exercise_all(page: Page, roots: list[Locator], shots: Path, prefix: str) -> 
     return moves
 
 
+def record_timing(shots: Path, what: str, moves: list[str], **seconds: float) -> None:
+    """Append to <artifacts>/timings.txt where the suite's minutes go and which moves worked."""
+    shots.mkdir(parents=True, exist_ok=True)
+    with open(shots / "timings.txt", "a") as f:
+        f.write(what + "  " + "  ".join(f"{k}={v:.1f}s" for k, v in seconds.items()) + "\n")
+        f.writelines(f"    {m}\n" for m in moves)
+
+
 def check_lab_notebook(page: Page, lab, relpath: str, log: ConsoleLog, shots: Path,
                        run_timeout_s: float = 300.0) -> list[str]:
     """Open, Run All, then: all views render, no JS errors, each explorer reacts to a move."""
     stem = Path(relpath).stem
+    t0 = time.monotonic()
     open_notebook(page, lab, relpath)
+    t1 = time.monotonic()
     run_all_cells(page)
     facts = wait_all_executed(page, run_timeout_s)
+    t2 = time.monotonic()
     assert facts["widget_outputs"] > 0, f"{relpath} displayed no widget"
     scope = notebook_scope(page)
     wait_rendered(scope, facts["widget_outputs"], 30.0)
@@ -346,6 +359,8 @@ def check_lab_notebook(page: Page, lab, relpath: str, log: ConsoleLog, shots: Pa
     screenshot(page, shots, f"{stem}-lab-after-moves")
     assert ERROR_TEXT not in scope.inner_text(), f"'{ERROR_TEXT}' after moving controls"
     log.assert_clean()
+    record_timing(shots, f"{relpath} [jupyterlab]", moves, open=t1 - t0, run_all=t2 - t1,
+                  check_and_moves=time.monotonic() - t2)
     return moves
 
 
@@ -376,6 +391,7 @@ def check_voila_page(page: Page, voila, name: str, log: ConsoleLog, shots: Path,
 
     The page's kernel id is recorded on `voila.kernel_ids` so teardown can shut it down.
     """
+    t0 = time.monotonic()
     response = page.goto(f"{voila.url}/?token={voila.token}", timeout=run_timeout_s * 1000 * SLOW)
     assert response is not None and response.ok, f"Voila answered {response and response.status}"
     facts = voila_facts(response.text())
@@ -384,6 +400,7 @@ def check_voila_page(page: Page, voila, name: str, log: ConsoleLog, shots: Path,
     assert not facts["errors"], f"a cell raised in Voila: {facts['errors']}"
     assert facts["widget_outputs"] > 0, f"{name} displayed no widget in Voila"
     page.wait_for_selector("#rendered_cells", state="visible", timeout=run_timeout_s * 1000 * SLOW)
+    t1 = time.monotonic()
     scope = page.locator("#rendered_cells")
     wait_rendered(scope, facts["widget_outputs"], 30.0)
     screenshot(page, shots, f"{name}-voila-rendered")
@@ -393,4 +410,5 @@ def check_voila_page(page: Page, voila, name: str, log: ConsoleLog, shots: Path,
     screenshot(page, shots, f"{name}-voila-after-moves")
     assert ERROR_TEXT not in scope.inner_text(), f"'{ERROR_TEXT}' after moving controls"
     log.assert_clean()
+    record_timing(shots, f"{name} [voila]", moves, load_and_run=t1 - t0, check_and_moves=time.monotonic() - t1)
     return moves

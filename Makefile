@@ -37,8 +37,10 @@ test-notebooks: venv
 test-browser: venv
 	@if [ -d tests/browser ]; then $(BIN)/python -m pytest -q tests/browser; else echo "no browser tests yet"; fi
 
+# Token authentication stays on (a fresh random token, printed in the URL); root needs --allow-root.
 lab: venv
-	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.open_browser=False notebooks/00_tour.ipynb
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) \
+	  --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/00_tour.ipynb
 
 bench: venv
 	$(BIN)/python benchmarks/pretext_throughput.py

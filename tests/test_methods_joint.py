@@ -218,7 +218,7 @@ def test_loss_decreases_and_embed(name, digits):
     torch.manual_seed(0)
     m = make(name)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    steps, lossses = 40, []
+    steps, history = 40, []
     for step in range(steps):
         out = m.training_step(digits[torch.randperm(len(digits))[:64]])
         assert set(out) >= {"loss", "std"}
@@ -226,10 +226,12 @@ def test_loss_decreases_and_embed(name, digits):
         out["loss"].backward()
         opt.step()
         m.on_step_end(step, steps)
-        lossses.append(out["loss"].item())
-    assert all(math.isfinite(v) for v in lossses)
-    first, last = sum(lossses[:8]) / 8, sum(lossses[-8:]) / 8
-    assert last < first, (name, lossses)
+        # DINO's loss = teacher entropy (moved by centring/sharpening) + KL(teacher || student):
+        # the KL is the part the student's optimiser drives down.
+        history.append(out["kl" if name == "dino" else "loss"].item())
+    assert all(math.isfinite(v) for v in history)
+    first, last = sum(history[:8]) / 8, sum(history[-8:]) / 8
+    assert last < first, (name, history)
     feats = m.embed(digits[:10])
     assert feats.shape == (10, m.embed_dim) == (10, 16)
     assert torch.isfinite(feats).all()

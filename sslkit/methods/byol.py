@@ -74,7 +74,7 @@ class BYOL(Method):
         loss = losses.negative_cosine(p1, t2) + losses.negative_cosine(p2, t1)
         pos_sim, neg_sim = view_similarity(p1, t2)
         return {"loss": loss, "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(p1),
-                "tau": torch.tensor(self.tau)}
+                "tau": torch.tensor(self.tau, device=x.device)}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         # Target <- tau_k * target + (1 - tau_k) * online, tau_k from the cosine schedule.

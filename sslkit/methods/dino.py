@@ -112,8 +112,12 @@ class DINO(Method):
         with torch.no_grad():
             probs = torch.softmax((teacher - self.center) / self.teacher_temp, dim=-1)
             entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()   # max log K (uniform)
-        return {"loss": loss, "teacher_entropy": entropy, "std": normalized_std(student[0]),
-                "tau": torch.tensor(self.tau), "teacher_temp": torch.tensor(self.teacher_temp)}
+        # loss = teacher entropy + KL(teacher || student): the KL is what the student can reduce;
+        # KL -> 0 with entropy -> log K means uniform collapse, with entropy -> 0 one-prototype collapse.
+        return {"loss": loss, "teacher_entropy": entropy, "kl": loss.detach() - entropy,
+                "std": normalized_std(student[0]),
+                "tau": torch.tensor(self.tau, device=x.device),
+                "teacher_temp": torch.tensor(self.teacher_temp, device=x.device)}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         c = self.config

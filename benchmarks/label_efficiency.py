@@ -21,38 +21,22 @@ import torch
 import sslkit
 
 DEFAULT_MINUTES = {"digits": 1.0, "shapes": 7.0}  # digits: the acceptance budget; shapes: 16x the pixels
-# Per-dataset settings found by the experiments in RESULTS.md. shapes: the class is the shape, while
-# colour and background texture are nuisances that SimCLR's default views leave as shortcuts, so the
-# views randomise colour fully (hue 0.5 = any hue, jitter always, grayscale half the time); crops keep
-# >= 25% of the image so the shape usually stays in view; no blur (it erases 32 px edges). A
-# 16-32-64 ConvNet gives ~4x the steps of the default 32-64-128 in the same CPU time.
-SETTINGS = {
-    "digits": {"batch_size": 256, "views": None, "widths": None},
-    "shapes": {"batch_size": 128, "views": dict(scale=(0.25, 1.0), hue=0.5, jitter_p=1.0, gray_p=0.5,
-                                                blur_p=0.0), "widths": (16, 32, 64)},
-}
+# Batch, lr, ConvNet widths and views per dataset: sslkit.demo.SETTINGS (shared with `sslkit demo`).
 
 
 def run(data: str, method_name: str, minutes: float, probes: list[str], seeds: int, supervised: bool,
         batch_size: int | None, device: torch.device) -> None:
     train = sslkit.data.load(data, "train")
     test = sslkit.data.load(data, "test")
-    settings = SETTINGS.get(data, SETTINGS["digits"])
-    batch_size = batch_size or settings["batch_size"]
-    config = {}
-    if settings["views"] is not None:
-        config["views"] = sslkit.pretext.recipes.SIMCLR.replace(**settings["views"])
+    settings = sslkit.demo.SETTINGS.get(data, sslkit.demo.PretrainSettings())
+    batch_size = batch_size or settings.batch_size
+    lr = None if settings.lr is None else settings.lr * batch_size / settings.batch_size
     torch.manual_seed(0)
-    backbone = None
-    if settings["widths"] is not None:
-        backbone = sslkit.backbones.create("convnet", in_channels=train.in_channels,
-                                           widths=settings["widths"])
-    method = sslkit.create(method_name, data=train, backbone=backbone, **config)
-    print(f"\nsettings for {data}: batch {batch_size}, views {settings['views'] or 'method default'}, "
-          f"ConvNet widths {settings['widths'] or 'default'}", flush=True)
+    method = sslkit.demo.build_method(method_name, train, settings)
+    print(f"\nsettings for {data}: {settings}", flush=True)
     t0 = time.time()
-    history = sslkit.fit(method, train, minutes=minutes, batch_size=batch_size, device=device,
-                         progress=False)
+    history = sslkit.fit(method, train, minutes=minutes, batch_size=batch_size, lr=lr,
+                         device=device, progress=False)
     fit_s = time.time() - t0
     print(f"\n## {data}: {method_name}, {len(history)} steps of batch {batch_size} in {fit_s:.0f} s "
           f"(loss {history.loss[0]:.3f} -> {history.loss[-1]:.3f})", flush=True)
@@ -72,7 +56,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="+", default=["digits", "shapes"])
     p.add_argument("--method", default="simclr")
-    p.add_argument("--minutes", type=float, default=None, help="per dataset (default: 1 digits, 3 shapes)")
+    p.add_argument("--minutes", type=float, default=None, help="per dataset (default: 1 digits, 7 shapes)")
     p.add_argument("--probes", nargs="+", default=["linear", "knn"], choices=["linear", "knn"])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=None, help="default: 256 digits, 128 shapes")

@@ -81,6 +81,25 @@ def bench_torchvision(images: torch.Tensor, batches: int, workers: int) -> float
     return 2 * BATCH * batches / (time.perf_counter() - t0)
 
 
+def cpu_views_per_second_torchvision(images: torch.Tensor, n: int = 512) -> float:
+    """Views per CPU-second of the per-sample pipeline in this process (what each worker does).
+
+    CPU time, not wall time, so it stays meaningful on a machine shared with other jobs."""
+    ds = TwoViews(images[:n])
+    ds[0]
+    t0 = time.process_time()
+    for i in range(len(ds)):
+        ds[i]
+    return 2 * len(ds) / (time.process_time() - t0)
+
+
+def cpu_views_per_second_sslkit(images: torch.Tensor, batches: int) -> float:
+    """Views per CPU-second (all threads) of simclr_views on the CPU."""
+    t0 = time.process_time()
+    bench_sslkit(images, batches, torch.device("cpu"))
+    return 2 * BATCH * (batches + 3) / (time.process_time() - t0)
+
+
 def bench_sslkit(images: torch.Tensor, batches: int, device: torch.device, batch: int = BATCH) -> float:
     data = images.to(device)
     g = torch.Generator(device=device).manual_seed(0)
@@ -145,7 +164,10 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     ap.add_argument("--batches", type=int, default=20, help="timed batches per pipeline")
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="DataLoader workers (baseline)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for sslkit (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     images = load_images(4 * BATCH)
     print(f"SimCLR views of 32x32 RGB, batch {BATCH}, {args.batches} batches, {os.cpu_count()} CPU cores, "
@@ -156,6 +178,10 @@ def main() -> None:
     print(f"{'pipeline':<44}{'views/s':>12}{'ratio':>8}")
     print(f"{f'torchvision PIL, DataLoader({args.workers} workers)':<44}{tv:>12,.0f}{1.0:>8.1f}")
     print(f"{'sslkit simclr_views, cpu':<44}{ssl_cpu:>12,.0f}{ssl_cpu / tv:>8.1f}")
+    tv_cpu, ssl_cpu_s = cpu_views_per_second_torchvision(images), cpu_views_per_second_sslkit(images, args.batches)
+    print(f"{'per CPU-second (robust to a busy machine):':<44}{'views/cpu-s':>12}")
+    print(f"{'torchvision PIL, per sample':<44}{tv_cpu:>12,.0f}{1.0:>8.1f}")
+    print(f"{'sslkit simclr_views, cpu':<44}{ssl_cpu_s:>12,.0f}{ssl_cpu_s / tv_cpu:>8.1f}")
     if device.type == "cuda":
         ssl_gpu = bench_sslkit(images, max(args.batches, 50), device)
         print(f"{'sslkit simclr_views, ' + torch.cuda.get_device_name(device):<44}{ssl_gpu:>12,.0f}"

@@ -36,3 +36,14 @@ def test_demo_bad_arguments():
         demo.main(["--minutes", "-1"])
     with pytest.raises(ValueError, match="seeds"):
         demo.main(["--seeds", "0"])
+
+
+def test_build_method_applies_dataset_settings():
+    import sslkit
+
+    shapes = sslkit.data.load("shapes", "train", n=8)
+    method = demo.build_method("simclr", shapes, demo.SETTINGS["shapes"])
+    assert method.backbone.embed_dim == demo.SETTINGS["shapes"].widths[-1]
+    assert method.config.views.hue == 0.5 and method.config.views.scale == (0.25, 1.0)
+    digits = sslkit.data.load("digits", "train")
+    assert demo.build_method("simclr", digits, demo.SETTINGS["digits"]).config.views == "auto"

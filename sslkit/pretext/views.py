@@ -168,8 +168,9 @@ def _color_jitter_(x: torch.Tensor, brightness: float, contrast: float, saturati
     apply = _random.bernoulli(B, p, generator, dev)  # (B,)
 
     def factor(strength: float, centre: float) -> torch.Tensor:
-        # Factors ~ U[max(0, c - s), c + s] as torchvision; identity (c) where the op is not applied.
-        f = _random.uniform(B, max(0.0, centre - strength), centre + strength, generator, dev, x.dtype)
+        # Factors ~ U[max(0, 1 - s), 1 + s], hue ~ U[-s, s], as torchvision; identity where not applied.
+        lo = max(0.0, centre - strength) if centre == 1.0 else centre - strength
+        f = _random.uniform(B, lo, centre + strength, generator, dev, x.dtype)
         return torch.where(apply, f, torch.full_like(f, centre))
 
     b, c, s, h = factor(brightness, 1.0), factor(contrast, 1.0), factor(saturation, 1.0), factor(hue, 0.0)
@@ -182,7 +183,8 @@ def _color_jitter_(x: torch.Tensor, brightness: float, contrast: float, saturati
         mean = _gray(x).mean(dim=(1, 2, 3))  # (B,) mean luma
         x.mul_(_per_sample(c)).add_(_per_sample((1 - c) * mean)).clamp_(0.0, 1.0)
     if x.shape[1] == 3 and saturation > 0:  # saturation and hue are no-ops on 1 channel (as PIL)
-        x.mul_(_per_sample(s)).addcmul_(_gray(x), _per_sample(1 - s)).clamp_(0.0, 1.0)
+        gray = _gray(x)  # before scaling x in place
+        x.mul_(_per_sample(s)).addcmul_(gray, _per_sample(1 - s)).clamp_(0.0, 1.0)
     if x.shape[1] == 3 and hue > 0:
         # Shift 0 where not applied: the HSV round trip then returns the pixel up to float rounding.
         _shift_hue_(x, h)

@@ -100,8 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="digits", help="image dataset (default: digits; try shapes)")
     p.add_argument("--method", default="simclr", help="SSL method (simclr, byol, vicreg, barlow_twins, ...)")
     p.add_argument("--minutes", type=float, default=None,
-                   help=f"pre-training time budget (default {DEFAULT_MINUTES:g}; {QUICK_MINUTES:g} with --quick)")
-    p.add_argument("--batch-size", type=int, default=None, help="pre-training batch (default: 256 digits / 128 shapes on CPU, x2 on a GPU)")
+                   help=f"pre-training time budget (default {DEFAULT_MINUTES:g}; "
+                        f"{QUICK_MINUTES:g} with --quick)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="pre-training batch (default: 256 digits / 128 shapes on CPU, x2 on a GPU)")
     p.add_argument("--seeds", type=int, default=None, help="labelled subsets per budget (default 5)")
     p.add_argument("--probe", default="linear", help="linear (default) or knn - the same for every row")
     p.add_argument("--runs-dir", default="runs", help="where runs/demo/label_efficiency.png goes")

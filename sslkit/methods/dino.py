@@ -3,7 +3,7 @@
 Caron et al. (2021), "Emerging Properties in Self-Supervised Vision Transformers",
 https://arxiv.org/abs/2104.14294 (algorithm 1).
 
-    x ─ multicrop ─> 2 global + n local crops
+    x ─ views ─> 2 global (+ n local) crops
     student (backbone + head) on all crops  ─> s_j                       softmax(s_j / 0.1)
     teacher (EMA of student) on global crops ─> t_i ─ centre ─ sharpen ─> softmax((t_i - c) / 0.04)
     loss = mean over pairs i != j of cross-entropy(teacher_i, student_j)
@@ -11,11 +11,22 @@ https://arxiv.org/abs/2104.14294 (algorithm 1).
 Two opposite forces keep the teacher from collapsing: centring (subtract ``c``, an EMA of the mean
 teacher output) stops one prototype from dominating but pushes towards uniform outputs; sharpening
 (a low teacher temperature) pushes away from uniform. ``on_step_end`` updates the teacher (EMA with a
-cosine momentum schedule, as BYOL) and the centre. The teacher temperature can be warmed up
-linearly from ``warmup_teacher_temp`` over the first ``teacher_temp_warmup`` fraction of training.
-Evaluation uses the teacher's backbone, as the paper (it is the better network throughout training).
-Not included: gradient clipping and freezing the last layer in the first epoch (paper stabilisers
-for ViTs at large scale).
+cosine momentum schedule, as BYOL) and the centre. Evaluation uses the teacher's backbone, as the
+paper (it is the better network throughout training).
+
+Small-data changes (measured on ``digits`` with the ``convnet`` backbone, where the paper recipe
+collapses to uniform outputs within ~20 steps - teacher entropy -> log K, feature std -> 0):
+
+* BatchNorm in the head's hidden layers (``head_bn``; the official code's ``use_bn_in_head``). The
+  paper's head has none: a ViT's LayerNorm-ed tokens feed it well-scaled inputs. A small convnet's
+  pooled features give a bottleneck output of norm ~0.06 whose per-sample part AdamW's first bias
+  updates swamp within a few steps: every sample then points the same way, the centred teacher is
+  uniform and the student copies it. BN keeps the per-sample signal at unit scale.
+* Views by image size (``views="auto"``): images <= 16 px get two weak global views and no local
+  crops (a 5-40% local crop of an 8x8 digit is a 3x3 blob the student can only answer with the
+  mean teacher output, which pulls the whole network to a constant); larger images get multi-crop.
+* K = 512 prototypes instead of 65536 (see ``out_dim``).
+Not included: gradient clipping (the engine owns the optimiser; not needed at these sizes).
 """
 from __future__ import annotations
 
@@ -26,21 +37,36 @@ import torch
 from torch import nn
 
 from sslkit import checks, distributed, heads, losses, pretext
-from sslkit.methods.base import (Method, check_images, cosine_momentum, default_backbone, ema_update,
-                                 frozen_copy, make_config, normalized_std)
+from sslkit.methods.base import (WEAK_MAX_SIZE, Method, Views, check_images, check_views,
+                                 cosine_momentum, default_backbone, ema_update, frozen_copy,
+                                 make_config, normalized_std, two_views)
 from sslkit.methods.registry import register
 
 
 @dataclass
 class DINOConfig:
     # Head: number of prototypes K, hidden width, bottleneck. Paper: 65536 / 2048 / 256 for
-    # ImageNet; tiny datasets with ~10 classes need far fewer prototypes (1024 / 512 / 128).
-    out_dim: int = 1024
+    # ImageNet's 1.28M images. K only needs to exceed the number of modes in the data by a margin:
+    # with 65536 prototypes and 1.8k digits most prototypes would never win a sample and the
+    # (1, K) centre and (B, K) logits would dominate a CPU step; 512 is plenty for ~10 classes.
+    out_dim: int = 512
     hidden_dim: int = 512
     bottleneck_dim: int = 128
-    # Crops. Paper: 2 global + 10 local for ViTs (6 for ResNet-50); 4 local crops keep a CPU step cheap.
-    # Sizes None = sslkit.pretext.multicrop's defaults (global = image size, local about 3/7 of it).
-    n_local: int = 4
+    # BatchNorm in the head's hidden layers (see the module docstring); False = the paper's head.
+    head_bn: bool = True
+    # Weight-normalised last layer with its gain fixed at 1 (a cosine classifier), as the paper.
+    norm_last_layer: bool = True
+    # Steps at the start during which the last layer gets no gradient. Paper: the first epoch
+    # ("freeze_last_layer=1"), for ViTs; 0 = off (our runs are short and were stable without it).
+    freeze_last_layer: int = 0
+    # Views: "auto" = "multicrop" for images > 16 px, "weak" (two global views, no local crops) at
+    # <= 16 px; "multicrop" (2 global + n_local local crops), or a two-view recipe name ("simclr",
+    # "byol", "weak") or a callable f(x, generator=None) -> view: two global views only.
+    views: Views = "auto"
+    # Local crops with "multicrop". Paper: 10 for ViTs (6 for ResNet-50); 4 keep a CPU step cheap.
+    # None = 4 with multi-crop, 0 otherwise. Sizes None = sslkit.pretext.multicrop's defaults
+    # (global = image size, local about 3/7 of it).
+    n_local: int | None = None
     global_size: int | None = None
     local_size: int | None = None
     # Temperatures. Paper: student 0.1, teacher 0.04 (0.04 -> 0.07 warm-up over 30 epochs when used).
@@ -50,14 +76,24 @@ class DINOConfig:
     teacher_temp_warmup: float = 0.0      # fraction of total steps for the linear warm-up (0 = none)
     # Centre EMA momentum. Paper: 0.9.
     center_momentum: float = 0.9
-    # Teacher momentum at step 0, rising to 1 by a cosine. Paper: 0.996 over 100-800 epochs; 0.99
-    # lets the teacher move within our short runs.
+    # Teacher momentum at the first step, rising to 1 by a cosine. Paper: 0.996 over 100-800
+    # epochs; 0.99 lets the teacher move within our short runs.
     base_momentum: float = 0.99
 
     def __post_init__(self) -> None:
         for name in ("out_dim", "hidden_dim", "bottleneck_dim"):
             checks.integer(name, getattr(self, name), min=1)
-        checks.integer("n_local", self.n_local, min=0)
+        for name in ("head_bn", "norm_last_layer"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
+        checks.integer("freeze_last_layer", self.freeze_last_layer, min=0)
+        if not callable(self.views):
+            checks.choice("views", self.views, ("auto", "multicrop", "simclr", "byol", "weak"))
+        if self.n_local is not None:
+            checks.integer("n_local", self.n_local, min=0)
+            if self.n_local > 0 and self.views not in ("auto", "multicrop"):
+                raise ValueError(f"n_local={self.n_local} needs views='multicrop' (or 'auto'); "
+                                 f"views={self.views!r} makes two global views only")
         for name in ("global_size", "local_size"):
             if getattr(self, name) is not None:
                 checks.integer(name, getattr(self, name), min=1)
@@ -66,6 +102,17 @@ class DINOConfig:
         checks.number("teacher_temp_warmup", self.teacher_temp_warmup, min=0.0, max=1.0)
         checks.number("center_momentum", self.center_momentum, min=0.0, max=1.0)
         checks.number("base_momentum", self.base_momentum, min=0.0, max=1.0)
+
+
+def dino_head(in_dim: int, c: DINOConfig) -> heads.DINOHead:
+    """The paper's head (MLP -> bottleneck -> L2 norm -> weight-normalised prototypes), BN optional."""
+    head = heads.DINOHead(in_dim, c.out_dim, c.hidden_dim, c.bottleneck_dim,
+                          norm_last_layer=c.norm_last_layer)
+    if c.head_bn:   # same MLP with Linear -> BatchNorm -> GELU hidden layers
+        head.mlp = heads.mlp(heads.MLPSpec(in_dim, (c.hidden_dim,) * 2, c.bottleneck_dim,
+                                           batch_norm=True, activation="gelu"))
+        head.mlp.apply(head._init)
+    return head
 
 
 class DINO(Method):
@@ -79,13 +126,33 @@ class DINO(Method):
         super().__init__(backbone)
         self.config = config
         c = config
-        self.head = heads.DINOHead(backbone.embed_dim, c.out_dim, c.hidden_dim, c.bottleneck_dim)
+        self.head = dino_head(backbone.embed_dim, c)
         self.teacher_backbone = frozen_copy(backbone)
         self.teacher_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(1, c.out_dim))   # (1, K) EMA of teacher outputs
         self.tau = c.base_momentum                 # last teacher momentum used (logged)
         self.teacher_temp = c.warmup_teacher_temp if c.teacher_temp_warmup > 0 else c.teacher_temp
+        self.steps_done = 0                        # for freeze_last_layer (set by on_step_end)
         self._batch_center: torch.Tensor | None = None   # this step's mean teacher output
+        # Freezing the last layer: its gradient is zeroed while steps_done < freeze_last_layer.
+        # (AdamW's decoupled weight decay still shrinks weight_v, which the weight norm ignores.)
+        if c.freeze_last_layer > 0:
+            self.head.weight_v.register_hook(self._maybe_freeze)
+
+    def _maybe_freeze(self, grad: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(grad) if self.steps_done < self.config.freeze_last_layer else grad
+
+    def crops(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The views of ``x`` (B, C, H, W): 2 global crops first, then the local crops."""
+        c = self.config
+        views = c.views
+        if views == "auto":
+            views = "weak" if min(x.shape[-2:]) <= WEAK_MAX_SIZE else "multicrop"
+        if views == "multicrop":
+            n_local = 4 if c.n_local is None else c.n_local
+            return pretext.multicrop(x, n_global=2, n_local=n_local, global_size=c.global_size,
+                                     local_size=c.local_size)
+        return list(two_views(x, views))
 
     def _forward(self, backbone: nn.Module, head: nn.Module, crops: list[torch.Tensor]) -> torch.Tensor:
         """Head outputs for a list of crops (n, B, K); crops of one size go through in one pass."""
@@ -101,9 +168,8 @@ class DINO(Method):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         c = self.config
-        crops = pretext.multicrop(x, n_global=2, n_local=c.n_local, global_size=c.global_size,
-                                  local_size=c.local_size)               # 2 + n_local crops
-        student = self._forward(self.backbone, self.head, crops)         # (2 + n_local, B, K)
+        crops = self.crops(x)                                            # 2 (+ n_local) crops
+        student = self._forward(self.backbone, self.head, crops)         # (n_crops, B, K)
         with torch.no_grad():                                            # the teacher: no gradient
             teacher = self._forward(self.teacher_backbone, self.teacher_head, crops[:2])  # (2, B, K)
             # Centre update target: the mean teacher output over the global batch.
@@ -120,16 +186,20 @@ class DINO(Method):
                 "teacher_temp": torch.tensor(self.teacher_temp, device=x.device)}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
+        """After optimiser step ``step`` (1..total_steps, steps done): teacher EMA, centre, temperature."""
         c = self.config
-        self.tau = cosine_momentum(step, total_steps, c.base_momentum)
+        step = checks.integer("step", step, min=1)
+        self.steps_done = step
+        # The k-th update (k = step - 1 = 0, 1, ...) uses tau_k: base at the first step, -> 1.
+        self.tau = cosine_momentum(step - 1, total_steps, c.base_momentum)
         ema_update(self.teacher_backbone, self.backbone, self.tau)
         ema_update(self.teacher_head, self.head, self.tau)
         if self._batch_center is not None:     # centre <- m * centre + (1 - m) * batch mean
             self.center.lerp_(self._batch_center.to(self.center.dtype), 1.0 - c.center_momentum)
             self._batch_center = None
-        # Teacher temperature for the next step: linear warm-up, then constant.
+        # Teacher temperature for the next step: linear warm-up over `warm` steps, then constant.
         warm = c.teacher_temp_warmup * total_steps
-        frac = min(1.0, (step + 1) / warm) if warm > 0 else 1.0
+        frac = min(1.0, step / warm) if warm > 0 else 1.0
         self.teacher_temp = c.warmup_teacher_temp + frac * (c.teacher_temp - c.warmup_teacher_temp)
 
     @torch.no_grad()

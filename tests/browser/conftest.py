@@ -71,17 +71,26 @@ def lab_root(tmp_path_factory) -> Path:
     return root
 
 
+def _record(server: Server) -> Server:
+    """Note the PID in artifacts/browser/servers.txt (to clean up by hand after a hard kill)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(ARTIFACTS / "servers.txt", "a") as f:
+        f.write(f"{server.name} pid={server.pid} port={server.port} log={server.log_path}\n")
+    return server
+
+
 def _keep_log(server: Server, request) -> None:
     failed = any(getattr(request.node, f"rep_{w}", None) is not None
                  and getattr(request.node, f"rep_{w}").failed for w in ("setup", "call"))
     if failed or request.scope == "session":
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(server.log_path, ARTIFACTS / f"{server.name}-{server.port}.log")
 
 
 @pytest.fixture(scope="session")
 def lab(lab_root, tmp_path_factory, artifacts, request):
-    server = start_lab(lab_root, tmp_path_factory.mktemp("labhome"), env_extra=NOTEBOOK_ENV,
-                       timeout=180 * SLOW)
+    server = _record(start_lab(lab_root, tmp_path_factory.mktemp("labhome"), env_extra=NOTEBOOK_ENV,
+                               timeout=180 * SLOW))
     try:
         yield server
     finally:
@@ -129,8 +138,8 @@ def voila_app(chromium_browser, lab_root, tmp_path_factory, request, artifacts):
     started: list[tuple] = []
 
     def start(name: str):
-        server = start_voila(lab_root / name, tmp_path_factory.mktemp("voilahome"),
-                             env_extra=NOTEBOOK_ENV, timeout=180 * SLOW)
+        server = _record(start_voila(lab_root / name, tmp_path_factory.mktemp("voilahome"),
+                                     env_extra=NOTEBOOK_ENV, timeout=180 * SLOW))
         context, page = _new_page(chromium_browser)
         started.append((server, context, page))
         return server, page, watch(page, server.url)
@@ -141,8 +150,9 @@ def voila_app(chromium_browser, lab_root, tmp_path_factory, request, artifacts):
         for server, context, page in started:
             try:
                 _finish_page(context, page, request, artifacts)
-                shut = server.shutdown_kernels()  # DELETE /api/kernels/<id> for the page's kernel
-                alive = [k for k in shut if server.kernel_alive(k)]
+                known = set(server.kernel_ids)  # the page's kernel (it may have closed it on unload)
+                server.shutdown_kernels()  # DELETE /api/kernels/<id>
+                alive = [k for k in known if server.kernel_alive(k)]
                 assert not alive, f"Voila kernels still running: {alive}"
             finally:
                 server.stop()  # by PID: TERM, then KILL the group and recorded descendants

@@ -38,4 +38,11 @@ def widget_notebooks() -> list[Path]:
 
 
 def explorer_notebooks() -> list[Path]:
-    return [p for p in all_notebooks() if EXPLORER_RE.search(code_of(p))]
+    """Explorer notebooks served by Voila; SSLKIT_BROWSER_VOILA="01_masking,02_contrastive_pairs"
+    (stems) narrows the list, "none" empties it. Default: all of them."""
+    found = [p for p in all_notebooks() if EXPLORER_RE.search(code_of(p))]
+    wanted = os.environ.get("SSLKIT_BROWSER_VOILA", "all").strip()
+    if wanted == "all":
+        return found
+    stems = {w.strip().removesuffix(".ipynb") for w in wanted.split(",")} - {"none", ""}
+    return [p for p in found if p.stem in stems]

@@ -6,7 +6,8 @@ import pytest
 
 from discover import FIXTURE_NAME, NOTEBOOK_ENV
 from lab_servers import start_lab, stop_server
-from widget_page import SLOW, check_lab_notebook, check_voila_page, watch
+from notebook_checks import check_lab_notebook, check_voila_page
+from widget_page import SLOW, watch
 
 pytestmark = pytest.mark.timeout(600)
 

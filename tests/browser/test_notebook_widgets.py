@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from discover import all_notebooks, explorer_notebooks, widget_notebooks
-from widget_page import check_lab_notebook, check_voila_page
+from notebook_checks import check_lab_notebook, check_voila_page
 
 pytestmark = pytest.mark.timeout(600)
 RUN_TIMEOUT_S = 300  # Run All on CPU; notebooks take their SSLKIT_QUICK path here

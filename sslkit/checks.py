@@ -95,6 +95,24 @@ def tensor(name: str, value: Any, *, ndim: int | Sequence[int] | None = None,
     return value
 
 
+def images(name: str, x: Any, channels: Sequence[int] = (1, 3), min_batch: int = 1) -> torch.Tensor:
+    """``x`` must be a float image batch ``(B, C, H, W)`` with C in ``channels``, B >= ``min_batch``
+    and a non-empty image size."""
+    tensor(name, x, ndim=4, dtypes="float")
+    channels = tuple(channels)
+    if x.shape[1] not in channels:
+        allowed = " or ".join(str(c) for c in channels)
+        raise ValueError(f"{name} has {x.shape[1]} channels (shape {tuple(x.shape)}); allowed: "
+                         f"{allowed} channel{'s' if channels != (1,) else ''}, layout (B, C, H, W)")
+    if x.shape[0] < min_batch:
+        raise ValueError(f"{name} has batch size {x.shape[0]} (shape {tuple(x.shape)}); allowed: at "
+                         f"least {min_batch} sample{'s' if min_batch != 1 else ''}")
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{name} has an empty image size {x.shape[2]}x{x.shape[3]} "
+                         f"(shape {tuple(x.shape)}); allowed: H, W >= 1")
+    return x
+
+
 def same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     """Two tensors must have the same shape."""
     if a.shape != b.shape:

@@ -54,10 +54,26 @@ def _spec(spec: MLPSpec | Sequence[int]) -> MLPSpec:
                      f"[in_dim, hidden..., out_dim] with at least 2 entries")
 
 
-def mlp(spec: MLPSpec | Sequence[int]) -> nn.Sequential:
-    """The ``nn.Sequential`` MLP described by ``spec`` (an :class:`MLPSpec` or ``[in, hidden..., out]``).
+class MLP(nn.Sequential):
+    """An ``nn.Sequential`` whose forward first checks the input width (a clear ValueError instead
+    of a matmul shape error from inside torch). Same layers and state-dict keys as ``nn.Sequential``."""
 
-    Maps (B, in_dim) -> (B, out_dim).
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = self[0] if len(self) else None
+        width = getattr(first, "in_features", getattr(first, "num_features", None))
+        # BatchNorm1d reads (B, D, L) inputs channel-first, so a BN head takes (B, D) only.
+        has_bn = any(isinstance(m, nn.BatchNorm1d) for m in self)
+        checks.tensor("x", x, ndim=2 if has_bn else None, dtypes="float")
+        if width is not None and x.shape[-1] != width:
+            raise ValueError(f"x has last dimension {x.shape[-1]} (shape {tuple(x.shape)}); this head "
+                             f"expects in_dim={width}, i.e. input (B, {width})")
+        return super().forward(x)
+
+
+def mlp(spec: MLPSpec | Sequence[int]) -> MLP:
+    """The MLP (an ``nn.Sequential``) described by ``spec`` (an :class:`MLPSpec` or ``[in, hidden..., out]``).
+
+    Maps (B, in_dim) -> (B, out_dim); other input widths raise a ValueError.
     """
     s = _spec(spec)
     act = nn.ReLU if s.activation == "relu" else nn.GELU
@@ -72,11 +88,11 @@ def mlp(spec: MLPSpec | Sequence[int]) -> nn.Sequential:
     layers.append(nn.Linear(dims[-1], s.out_dim, bias=not s.last_bn))
     if s.last_bn:
         layers.append(nn.BatchNorm1d(s.out_dim))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def projection_head(in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, num_layers: int = 2,
-                    batch_norm: bool = True, last_bn: bool = False) -> nn.Sequential:
+                    batch_norm: bool = True, last_bn: bool = False) -> MLP:
     """Projector g(h) that maps backbone features to the space the loss is computed in.
 
     Defaults are SimCLR's 2-layer 2048 -> 128 (Chen et al. 2020). Other papers: BYOL 4096 -> 256,
@@ -88,7 +104,7 @@ def projection_head(in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, num
     return mlp(MLPSpec(in_dim, (hidden_dim,) * (num_layers - 1), out_dim, batch_norm, last_bn))
 
 
-def prediction_head(in_dim: int, hidden_dim: int = 512, out_dim: int | None = None) -> nn.Sequential:
+def prediction_head(in_dim: int, hidden_dim: int = 512, out_dim: int | None = None) -> MLP:
     """Predictor q(z) of BYOL/SimSiam: a 2-layer bottleneck MLP with BN in the hidden layer.
 
     ``out_dim`` defaults to ``in_dim`` (it predicts the other branch's projection). BYOL uses

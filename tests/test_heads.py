@@ -55,3 +55,21 @@ def test_bad_specs():
         heads.MLPSpec(4, (), 2, activation="tanh")
     with pytest.raises(ValueError, match="num_layers"):
         heads.projection_head(8, num_layers=0)
+
+
+def test_heads_reject_wrong_input_width():
+    with pytest.raises(ValueError, match=r"x has last dimension 17.*in_dim=16"):
+        heads.projection_head(16, hidden_dim=8, out_dim=4)(torch.randn(4, 17))
+    with pytest.raises(ValueError, match=r"last dimension 5.*in_dim=6"):
+        heads.mlp([6, 4, 3])(torch.randn(2, 5))
+    with pytest.raises(ValueError, match=r"last dimension 7.*in_dim=8"):
+        heads.DINOHead(8, out_dim=16, hidden_dim=8, bottleneck_dim=4)(torch.randn(3, 7))
+    with pytest.raises(ValueError, match="rank 2"):  # BatchNorm heads take (B, D) only
+        heads.prediction_head(6, hidden_dim=4)(torch.randn(2, 3, 6))
+    with pytest.raises(ValueError, match="floating"):
+        heads.mlp([6, 3])(torch.ones(2, 6, dtype=torch.long))
+    # still a plain nn.Sequential with the same state-dict keys, and it still works
+    head = heads.projection_head(16, hidden_dim=8, out_dim=4)
+    assert isinstance(head, torch.nn.Sequential) and "0.weight" in head.state_dict()
+    assert head(torch.randn(4, 16)).shape == (4, 4)
+    assert isinstance(head[:2], torch.nn.Sequential)

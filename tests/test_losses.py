@@ -340,3 +340,73 @@ def test_reconstruction_bad_inputs():
     with pytest.raises(ValueError, match="mask must have shape"):
         losses.mlm_cross_entropy(rand(2, 4, 5), torch.zeros(2, 4, dtype=torch.long),
                                  torch.ones(2, 3, dtype=torch.bool))
+
+
+# -- precision: under bf16 autocast (as fit runs on CUDA) every loss computes and returns fp32 ----
+def _bf16_cases():
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g).to(torch.bfloat16)  # noqa: E731
+    mask = torch.rand(3, 5, generator=g) < 0.5
+    mask[0, 0] = True
+    targets = torch.randint(0, 7, (3, 5), generator=g)
+    return [
+        ("nt_xent", losses.nt_xent, (r(6, 8), r(6, 8)), {}),
+        ("info_nce", losses.info_nce, (r(6, 8), r(6, 8)), {}),
+        ("info_nce_negatives", losses.info_nce, (r(6, 8), r(6, 8), r(10, 8)), {}),
+        ("negative_cosine", losses.negative_cosine, (r(6, 8), r(6, 8)), {}),
+        ("barlow_twins", losses.barlow_twins, (r(6, 8), r(6, 8)), {}),
+        ("vicreg", losses.vicreg, (r(6, 8), r(6, 8)), {}),
+        ("invariance", losses.invariance_term, (r(6, 8), r(6, 8)), {}),
+        ("variance", losses.variance_term, (r(6, 8),), {}),
+        ("covariance", losses.covariance_term, (r(6, 8),), {}),
+        ("dino", losses.dino_loss, (r(4, 3, 16), r(2, 3, 16), r(16)), {}),
+        ("masked_mse", losses.masked_mse, (r(3, 5, 12), r(3, 5, 12), mask), {"norm_pix": True}),
+        ("mlm", losses.mlm_cross_entropy, (r(3, 5, 7), targets, mask), {}),
+    ]
+
+
+@pytest.mark.parametrize("case", _bf16_cases(), ids=lambda c: c[0])
+def test_losses_compute_in_fp32_under_bf16_autocast(case):
+    _, fn, args, kw = case
+    up = tuple(a.float() if a.dtype == torch.bfloat16 else a for a in args)  # same rounded values
+    want = fn(*up, **kw)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fn(*args, **kw)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(float(want), rel=1e-5, abs=1e-5)
+
+
+def test_vicreg_terms_fp32_under_bf16_autocast():
+    z1, z2 = torch.randn(6, 8).bfloat16(), torch.randn(6, 8).bfloat16()
+    want = losses.vicreg_terms(z1.float(), z2.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = losses.vicreg_terms(z1, z2)
+    for k in want:
+        assert got[k].dtype == torch.float32
+        assert float(got[k]) == pytest.approx(float(want[k]), rel=1e-5, abs=1e-5)
+
+
+def test_bf16_loss_gradient_reaches_bf16_inputs():
+    z1 = torch.randn(6, 8).bfloat16().requires_grad_()
+    z2 = torch.randn(6, 8).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses.nt_xent(z1, z2).backward()
+    assert z1.grad is not None and z1.grad.dtype == torch.bfloat16 and z1.grad.abs().sum() > 0
+
+
+def test_float64_inputs_stay_float64():
+    assert losses.nt_xent(rand(4, 3), rand(4, 3)).dtype == D64
+
+
+def test_mlm_cross_entropy_rejects_out_of_vocabulary_targets():
+    logits, mask = rand(2, 4, 5), torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"targets.*\[0, 4\]"):
+        losses.mlm_cross_entropy(logits, torch.full((2, 4), 5), mask)
+    with pytest.raises(ValueError, match="targets"):
+        losses.mlm_cross_entropy(logits, torch.full((2, 4), -1), mask)
+    # unmasked positions may hold anything (e.g. -100 or an id >= V): they do not count
+    targets = torch.full((2, 4), 99)
+    targets[0, 0] = 3
+    mask = torch.zeros(2, 4, dtype=torch.bool)
+    mask[0, 0] = True
+    assert torch.isfinite(losses.mlm_cross_entropy(logits, targets, mask))

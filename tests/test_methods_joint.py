@@ -110,13 +110,14 @@ def _perturb(module: nn.Module) -> None:
     ("dino", [("teacher_backbone", "backbone"), ("teacher_head", "head")]),
 ])
 def test_ema_follows_cosine_momentum(name, pairs, digits):
-    base_m, step, total = 0.9, 3, 10
+    base_m, step, total = 0.9, 4, 10                 # the engine's step: 4 optimiser steps done
     m = make(name, base_momentum=base_m)
     for _, online in pairs:
         _perturb(getattr(m, online))
     before = {t: [p.clone() for p in getattr(m, t).parameters()] for t, _ in pairs}
     m.on_step_end(step, total)
-    tau = 1 - (1 - base_m) * (math.cos(math.pi * step / total) + 1) / 2
+    k = step - 1                                     # the 4th update is update k = 3 (0-based)
+    tau = 1 - (1 - base_m) * (math.cos(math.pi * k / total) + 1) / 2
     assert m.tau == pytest.approx(tau)
     for t, online in pairs:
         for old, new, o in zip(before[t], getattr(m, t).parameters(), getattr(m, online).parameters()):
@@ -198,7 +199,7 @@ def test_dino_centre_is_ema_of_teacher_outputs(digits):
     old = m.center.clone()
     m.training_step(digits[:16])
     torch.testing.assert_close(m.center, old)                   # updated in on_step_end only
-    m.on_step_end(0, 10)
+    m.on_step_end(1, 10)
     teacher_mean = torch.cat(outs).mean(0, keepdim=True)        # all global crops, all samples
     torch.testing.assert_close(m.center, 0.7 * old + 0.3 * teacher_mean)
 
@@ -206,9 +207,13 @@ def test_dino_centre_is_ema_of_teacher_outputs(digits):
 def test_dino_teacher_temperature_warmup():
     m = make("dino", warmup_teacher_temp=0.02, teacher_temp=0.06, teacher_temp_warmup=0.5)
     assert m.teacher_temp == pytest.approx(0.02)
-    m.on_step_end(1, 8)                                         # 2 of 4 warm-up steps done
+    m.on_step_end(1, 8)                                         # 1 of 4 warm-up steps done
+    assert m.teacher_temp == pytest.approx(0.03)
+    m.on_step_end(2, 8)                                         # 2 of 4
     assert m.teacher_temp == pytest.approx(0.04)
-    m.on_step_end(5, 8)
+    m.on_step_end(4, 8)                                         # warm-up over
+    assert m.teacher_temp == pytest.approx(0.06)
+    m.on_step_end(6, 8)
     assert m.teacher_temp == pytest.approx(0.06)
 
 
@@ -225,7 +230,7 @@ def test_loss_decreases_and_embed(name, digits):
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        m.on_step_end(step, steps)
+        m.on_step_end(step + 1, steps)                          # the engine's count: steps done
         # DINO's loss = teacher entropy (moved by centring/sharpening) + KL(teacher || student):
         # the KL is the part the student's optimiser drives down.
         history.append(out["kl" if name == "dino" else "loss"].item())
@@ -281,7 +286,8 @@ def test_default_backbone_choices():
     ("simsiam", "stop_gradient", "yes"), ("simsiam", "pred_hidden", 0),
     ("barlow_twins", "lambda_", -1.0), ("vicreg", "var_weight", -1.0), ("vicreg", "cov_weight", "1"),
     ("dino", "n_local", -1), ("dino", "teacher_temp", 0.0), ("dino", "center_momentum", 2.0),
-    ("dino", "teacher_temp_warmup", 1.5), ("dino", "local_size", 0),
+    ("dino", "teacher_temp_warmup", 1.5), ("dino", "local_size", 0), ("dino", "views", "strong"),
+    ("dino", "head_bn", "yes"), ("dino", "freeze_last_layer", -1), ("dino", "out_dim", 0),
     ("simclr", "temprature", 0.5),                              # a typo: unknown setting
 ])
 def test_bad_config_raises_value_error_naming_it(name, key, value):
@@ -301,3 +307,73 @@ def test_bad_batch_and_backbone(name):
     corpus = sslkit.data.load("corpus")
     with pytest.raises(ValueError, match="image"):
         sslkit.create(name, data=corpus)
+
+
+# --- step numbering: the engine passes the number of steps done (1..total) ------------------------
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_on_step_end_counts_steps_done(name):
+    m = make(name, **({} if name == "moco" else {"base_momentum": 0.9}))
+    with pytest.raises(ValueError, match="step"):
+        m.on_step_end(0, 10)                                    # no step done yet: not a valid call
+    m.on_step_end(1, 10)                                        # after the first step
+    if name != "moco":
+        assert m.tau == pytest.approx(0.9)                      # the first update uses the base value
+        m.on_step_end(10, 10)                                   # the last update still moves the target
+        assert 0.9 < m.tau < 1.0
+
+
+# --- DINO: views, frozen last layer, and no collapse -------------------------------------------
+def test_dino_views_by_image_size():
+    m = make("dino", n_local=None)
+    assert [c.shape[-1] for c in m.crops(torch.rand(4, 1, 8, 8))] == [8, 8]     # tiny: 2 weak views
+    assert [c.shape[-1] for c in m.crops(torch.rand(4, 3, 32, 32))] == [32, 32, 14, 14, 14, 14]
+    assert len(make("dino", n_local=3).crops(torch.rand(4, 1, 8, 8))) == 5       # asked for: local crops
+    assert len(make("dino", n_local=0, views="multicrop").crops(torch.rand(4, 3, 32, 32))) == 2
+    with pytest.raises(ValueError, match="n_local"):
+        make("dino", n_local=2, views="weak")
+
+
+def test_dino_freeze_last_layer(digits):
+    m = make("dino", freeze_last_layer=2)
+    for steps_done in range(4):
+        m.zero_grad()
+        m.steps_done = steps_done
+        m.training_step(digits[:16])["loss"].backward()
+        frozen = not m.head.weight_v.grad.any()
+        assert frozen == (steps_done < 2), steps_done
+        assert m.head.mlp[0].weight.grad.any()                  # the rest of the head learns
+
+
+def test_dino_does_not_collapse():
+    """DINO's failure mode is collapse: uniform teacher outputs (entropy -> log K) or one prototype
+    for every image (entropy -> 0), with the student's outputs the same for all images (std -> 0).
+    The KL term falls in both cases, so the loss alone cannot tell; these statistics can. (The
+    paper's head without BatchNorm, head_bn=False, reaches entropy 0.86 log K and std 0.07 / sqrt(K)
+    here: uniform collapse. The effective rank below is only a sanity check: it does not separate.)"""
+    ds = sslkit.data.load("digits")
+    torch.manual_seed(0)
+    out_dim = 128
+    m = sslkit.create("dino", backbone=tiny_backbone(), out_dim=out_dim, hidden_dim=64, bottleneck_dim=32)
+    hist = sslkit.fit(m, ds, steps=40, batch_size=128, progress=False, monitor_collapse=False)
+    entropy = sum(hist.terms["teacher_entropy"][-10:]) / 10
+    std = sum(hist.terms["std"][-10:]) / 10
+    assert 0.1 * math.log(out_dim) < entropy < 0.8 * math.log(out_dim), hist.terms["teacher_entropy"]
+    assert std > 0.4 / math.sqrt(out_dim), hist.terms["std"]   # ~1/sqrt(K) when well spread
+    feats, _ = sslkit.eval.extract_features(m, ds.subset(torch.arange(512)))
+    assert sslkit.eval.effective_rank(feats) > 4                # the teacher's features, not a point
+
+
+# --- checkpoints of a method built with a named backbone ----------------------------------------
+def test_named_backbone_is_recorded_and_reloads(tmp_path):
+    ds = sslkit.data.load("digits")
+    m = sslkit.create("simclr", data=ds, backbone="convnet", proj_hidden=32, proj_dim=16)
+    assert m.backbone_name == "convnet"
+    assert make("simclr").backbone_name is None                 # a module passed in: no name
+    sslkit.fit(m, ds, steps=2, batch_size=64, checkpoint=tmp_path / "c.pt", progress=False,
+               monitor_collapse=False)
+    loaded = sslkit.train.load_method(tmp_path / "c.pt", data=ds)
+    assert loaded.backbone_name == "convnet"
+    x = ds.batch(torch.arange(16))
+    m.eval()
+    torch.testing.assert_close(loaded.embed(x.to(next(loaded.parameters()).device)).cpu(),
+                               m.embed(x.to(next(m.parameters()).device)).cpu())

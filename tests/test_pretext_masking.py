@@ -97,3 +97,59 @@ BAD = [
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# -- accelerator friendliness: no float64 (MPS has none), no host-device syncs in mask_tokens ------
+from devguard import DeviceGuard  # noqa: E402
+from sslkit.pretext import _random  # noqa: E402
+
+
+def test_random_draws_use_no_float64_and_stay_below_high():
+    with DeviceGuard() as g:
+        r = _random.randint_below(torch.tensor([1, 2, 7, 1000]), (5000, 4), gen(0), torch.device("cpu"))
+        P.block_masking(4, 8, 0.4, generator=gen(0))
+        P.mask_tokens(torch.randint(4, 50, (8, 20), generator=gen(1)), 50, [0, 1, 2, 3], 1, generator=gen(2))
+    assert not g.float64, g.float64
+    assert (r >= 0).all() and (r < torch.tensor([1, 2, 7, 1000])).all()
+    assert set(r[:, 2].tolist()) == set(range(7))  # every value reachable
+    # even when u * high rounds up to high in float32, the draw is clamped to high - 1
+    big = _random.randint_below(torch.full((100000,), 2 ** 24 - 1), (100000,), gen(3), torch.device("cpu"))
+    assert big.max() < 2 ** 24 - 1
+
+
+def test_mask_tokens_counts_match_python_round_at_ties():
+    # round(0.15 * 70) = round(10.5) = 10 (half to even); a float32 product would give 10.500001 -> 11
+    ids = torch.randint(4, 50, (3, 70), generator=gen(0))
+    _, _, mask = P.mask_tokens(ids, 50, [0, 1, 2, 3], 1, mask_ratio=0.15, generator=gen(1))
+    assert (mask.sum(1) == round(0.15 * 70)).all()
+
+
+def test_mask_tokens_makes_no_host_device_sync():
+    ids = torch.empty(4, 16, dtype=torch.long, device="meta")  # stands in for an accelerator
+    P.mask_tokens(ids, 50, [0, 1, 2, 3], mask_id=1)  # warm the per-(L, ratio, device) cache
+    special = torch.tensor([0, 1, 2, 3], device="meta")
+    with DeviceGuard() as g:
+        inputs, targets, mask = P.mask_tokens(ids, 50, [0, 1, 2, 3], mask_id=1)
+        P.mask_tokens(ids, 50, special, mask_id=1)
+    assert not g.reads and not g.uploads, (g.reads, g.uploads)
+    assert inputs.shape == targets.shape == mask.shape == (4, 16)
+
+
+def test_mask_tokens_special_ids_as_cpu_tensor_equals_list():
+    ids = torch.randint(0, 30, (6, 12), generator=gen(0))
+    a = P.mask_tokens(ids, 30, [0, 3, 5], 1, generator=gen(1))
+    b = P.mask_tokens(ids, 30, torch.tensor([0, 3, 5]), 1, generator=gen(1))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    # random replacement tokens are never special ids
+    ids = torch.randint(6, 30, (400, 30), generator=gen(2))
+    inputs, _, mask = P.mask_tokens(ids, 30, [0, 3, 5], 1, generator=gen(3))
+    assert not torch.isin(inputs[mask & (inputs != 1)], torch.tensor([0, 3, 5])).any()
+
+
+@pytest.mark.parametrize("special, match", [
+    ([0, 50], r"special_ids=\[0, 50\]"), ([-1], "special_ids"), (list(range(50)), "whole vocabulary"),
+    ("abc", "special_ids"), ([0.5], "special_ids"), (torch.tensor([0.0]), "integer"),
+])
+def test_mask_tokens_bad_special_ids(special, match):
+    with pytest.raises(ValueError, match=match):
+        P.mask_tokens(torch.ones(2, 5, dtype=torch.long), 50, special, 1)

@@ -95,3 +95,36 @@ BAD = [
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# -- accelerator friendliness: no host-device traffic per call -------------------------------------
+from devguard import DeviceGuard  # noqa: E402
+
+
+def test_rotate_by_builds_its_table_on_the_device_once():
+    x = torch.empty(4, 3, 8, 8, device="meta")  # stands in for an accelerator
+    P.rotate_by(x, 1)  # warm the per-(H, W, device) cache
+    with DeviceGuard() as g:
+        P.rotate_by(x, 1)
+        P.rotate(x)
+    assert not g.uploads and not g.reads, (g.uploads, g.reads)
+
+
+def test_jigsaw_validate_false_skips_the_host_check_only():
+    perms = P.check_permutations(P.jigsaw_permutations(24, grid=2), 2)
+    x = torch.rand(6, 3, 8, 8)
+    a = P.jigsaw(x, perms, grid=2, generator=gen(0))
+    b = P.jigsaw(x, perms, grid=2, generator=gen(0), validate=False)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    xm, pm = torch.empty(6, 3, 8, 8, device="meta"), torch.empty(24, 4, dtype=torch.long, device="meta")
+    with DeviceGuard() as g:
+        tiles, labels = P.jigsaw(xm, pm, grid=2, validate=False)
+    assert not g.reads and not g.uploads, (g.reads, g.uploads)
+    assert tiles.shape == (6, 4, 3, 4, 4)
+    with DeviceGuard() as g:
+        P.jigsaw(x, perms, grid=2)
+    assert g.reads  # the default still checks the values
+    with pytest.raises(ValueError, match=r"needs \(K, 4\)"):  # shapes are checked either way
+        P.jigsaw(x, perms[:, :3], grid=2, validate=False)
+    with pytest.raises(ValueError, match="permutation of 0..3"):
+        P.check_permutations(torch.zeros(2, 4, dtype=torch.long), 2)

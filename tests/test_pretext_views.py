@@ -189,8 +189,8 @@ def test_cutout_matches_loop_reference():
     g = gen(7)
     torch.rand(20, generator=g)  # the apply draw (p = 1 draws nothing, but keep order explicit)
     g = gen(7)
-    cy = (torch.rand(20, generator=g, dtype=torch.float64) * 16).long()
-    cx = (torch.rand(20, generator=g, dtype=torch.float64) * 16).long()
+    cy = (torch.rand(20, generator=g, dtype=torch.float32) * 16).long()
+    cx = (torch.rand(20, generator=g, dtype=torch.float32) * 16).long()
     for i in range(20):
         ref = x[i].clone()
         for r in range(16):

@@ -7,9 +7,5 @@ from sslkit import checks
 
 
 def images(name: str, x: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """Float images (B, C, H, W) with C == ``in_channels``."""
-    checks.tensor(name, x, ndim=4, dtypes="float")
-    if x.shape[1] != in_channels:
-        raise ValueError(f"{name} has {x.shape[1]} channels (shape {tuple(x.shape)}); this backbone was "
-                         f"built for in_channels={in_channels}")
-    return x
+    """Float images (B, C, H, W) with C == ``in_channels`` (:func:`sslkit.checks.images`)."""
+    return checks.images(name, x, channels=(in_channels,))

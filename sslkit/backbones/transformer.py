@@ -20,6 +20,9 @@ class TextTransformer(nn.Module):
         max_len: longest sequence accepted (without the internal CLS).
         embed_dim, depth, num_heads: 128 / 4 / 4 - a "BERT-mini" size for the tiny corpus.
         pad_id: id of the padding token, ignored as an attention key; None = no padding.
+
+    Token ids are range-checked (ValueError) only for CPU inputs: on an accelerator the check would
+    read the ids back to the host, a sync on every training step.
     """
 
     def __init__(self, vocab_size: int, max_len: int = 128, embed_dim: int = 128, depth: int = 4,
@@ -44,6 +47,8 @@ class TextTransformer(nn.Module):
         checks.tensor("ids", ids, ndim=2, dtypes="int")
         if ids.shape[1] < 1 or ids.shape[1] > self.max_len:
             raise ValueError(f"ids has length {ids.shape[1]}; allowed: 1 to max_len={self.max_len}")
+        if ids.device.type != "cpu" or ids.numel() == 0:  # on an accelerator reading the values back
+            return                                        # would sync every step (see class docstring)
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= self.vocab_size:
             raise ValueError(f"ids contain values in [{lo}, {hi}]; allowed: [0, {self.vocab_size - 1}] "

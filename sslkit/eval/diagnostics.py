@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -42,7 +44,8 @@ def effective_rank(feats: torch.Tensor, eps: float = 1e-7) -> float:
     """
     z = _features("feats", feats)
     eps = checks.number("eps", eps, min=0, min_open=True)
-    s = torch.linalg.svdvals(z.double())  # (min(N, D),)
+    # float64 on the CPU: MPS has no float64, and an SVD of a feature matrix is cheap there.
+    s = torch.linalg.svdvals(z.float().cpu().double())  # (min(N, D),)
     p = s / (s.sum() + eps) + eps
     return torch.exp(-(p * p.log()).sum()).item()
 
@@ -71,4 +74,4 @@ def uniformity(z: torch.Tensor, t: float = 2) -> float:
     t = checks.number("t", t, min=0, min_open=True)
     sq = torch.pdist(x, p=2).pow(2)  # (N(N-1)/2,) squared distances of all pairs i < j
     # logsumexp - log(count) == log(mean(exp(.))) without underflow for well-spread features
-    return (torch.logsumexp(-t * sq, dim=0) - torch.log(torch.tensor(float(len(sq))))).item()
+    return (torch.logsumexp(-t * sq, dim=0) - math.log(len(sq))).item()

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sslkit import checks
+from sslkit.losses._precision import full_precision, up
 
 
 def _pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
@@ -16,6 +17,7 @@ def _pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     checks.same_shape(name_a, a, name_b, b)
 
 
+@full_precision
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR.
 
@@ -29,6 +31,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     The 2N views are stacked; each is an anchor whose positive is its partner view and whose
     negatives are the other 2N - 2 views. Vectors are L2-normalised inside (cosine similarity), so
     the loss does not depend on the scale of ``z``. Returns the mean over the 2N anchors (scalar).
+    Computed in float32 (float64 for float64 inputs), also under bf16 autocast.
     """
     _pair("z1", z1, "z2", z2)
     temperature = checks.number("temperature", temperature, min=0.0, min_open=True)
@@ -36,6 +39,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     if n < 2:
         raise ValueError(f"z1 has batch size {n}; NT-Xent needs at least 2 samples (the other "
                          f"samples are the negatives)")
+    z1, z2 = up(z1), up(z2)                                          # fp32 under bf16 autocast
     z = F.normalize(torch.cat([z1, z2]), dim=1)                      # (2N, D)
     logits = z @ z.T / temperature                                    # (2N, 2N)
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
@@ -45,6 +49,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     return F.cross_entropy(logits, targets)
 
 
+@full_precision
 def info_nce(query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor | None = None,
              temperature: float = 0.07, normalize: bool = True) -> torch.Tensor:
     """InfoNCE: classify the positive key among negatives (cross-entropy over similarity logits).
@@ -63,10 +68,12 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor | N
             ``False`` uses raw dot products (CPC's log-bilinear score when ``query`` is already
             ``W_k c_t``).
 
-    Returns the mean cross-entropy over the N queries (scalar).
+    Returns the mean cross-entropy over the N queries (scalar), computed in float32 (float64 for
+    float64 inputs), also under bf16 autocast.
     """
     _pair("query", query, "key", key)
     temperature = checks.number("temperature", temperature, min=0.0, min_open=True)
+    query, key = up(query), up(key)                                  # fp32 under bf16 autocast
     if normalize:
         query, key = F.normalize(query, dim=1), F.normalize(key, dim=1)
     if negatives is None:
@@ -80,6 +87,7 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor | N
     if negatives.shape[1] != query.shape[1] or negatives.shape[0] < 1:
         raise ValueError(f"negatives must have shape (K >= 1, {query.shape[1]}) to match query "
                          f"{tuple(query.shape)}; got {tuple(negatives.shape)}")
+    negatives = up(negatives)
     if normalize:
         negatives = F.normalize(negatives, dim=1)
     pos = (query * key).sum(dim=1, keepdim=True)                         # (N, 1)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from sslkit import checks
+from sslkit.losses._precision import full_precision, up
 
 
 def _stack(name: str, logits: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -22,6 +23,7 @@ def _stack(name: str, logits: torch.Tensor | Sequence[torch.Tensor]) -> torch.Te
     return checks.tensor(name, logits, ndim=3, dtypes="float")
 
 
+@full_precision
 def dino_loss(student_logits: torch.Tensor | Sequence[torch.Tensor],
               teacher_logits: torch.Tensor | Sequence[torch.Tensor], center: torch.Tensor,
               student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
@@ -42,7 +44,8 @@ def dino_loss(student_logits: torch.Tensor | Sequence[torch.Tensor],
 
     For every teacher view i and student view j with j != i (no pair of a view with itself), the
     loss is ``-sum_k softmax((t_i - center)/teacher_temp)_k * log_softmax(s_j/student_temp)_k``,
-    averaged over the batch and then over all such pairs.
+    averaged over the batch and then over all such pairs. Computed in float32 (float64 for float64
+    inputs), also under bf16 autocast.
     """
     s = _stack("student_logits", student_logits)                     # (n_s, B, K)
     t = _stack("teacher_logits", teacher_logits)                     # (n_t, B, K)
@@ -59,9 +62,11 @@ def dino_loss(student_logits: torch.Tensor | Sequence[torch.Tensor],
     if n_s * n_t - min(n_s, n_t) < 1:
         raise ValueError(f"dino_loss needs a pair of different views; got {n_s} student and {n_t} "
                          f"teacher view(s)")
+    s, t, center = up(s), up(t), up(center)                          # fp32 under bf16 autocast
     q = F.softmax((t.detach() - center.detach().reshape(1, 1, -1)) / teacher_temp, dim=-1)  # (n_t, B, K)
     log_p = F.log_softmax(s / student_temp, dim=-1)                                         # (n_s, B, K)
     # ce[i, j] = mean_b of -sum_k q[i, b, k] log_p[j, b, k]                                (n_t, n_s)
     ce = -torch.einsum("ibk,jbk->ij", q, log_p) / s.shape[1]
     same = torch.eye(n_t, n_s, dtype=torch.bool, device=s.device)   # teacher view i == student view i
-    return ce.masked_fill(same, 0.0).sum() / (n_t * n_s - int(same.sum()))
+    # The min(n_s, n_t) pairs of a view with itself are left out (counted from the shapes: no sync).
+    return ce.masked_fill(same, 0.0).sum() / (n_t * n_s - min(n_s, n_t))

@@ -1,10 +1,14 @@
-"""Non-contrastive losses: no negatives; collapse is avoided by a stop-gradient or by decorrelation."""
+"""Non-contrastive losses: no negatives; collapse is avoided by a stop-gradient or by decorrelation.
+
+All compute in float32 (float64 for float64 inputs), also under bf16 autocast (see ``_precision``).
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from sslkit import checks
+from sslkit.losses._precision import full_precision, up
 
 
 def _pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, min_batch: int = 1) -> None:
@@ -23,6 +27,7 @@ def _one(name: str, z: torch.Tensor) -> None:
                          f"(it uses batch statistics)")
 
 
+@full_precision
 def negative_cosine(p: torch.Tensor, z: torch.Tensor, detach: bool = True) -> torch.Tensor:
     """Negative cosine similarity ``-mean_i cos(p_i, z_i)``, in [-1, 1].
 
@@ -35,11 +40,13 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor, detach: bool = True) -> to
         detach: stop the gradient into ``z`` (SimSiam's stop-gradient; without it SimSiam collapses).
     """
     _pair("p", p, "z", z)
+    p, z = up(p), up(z)                                              # fp32 under bf16 autocast
     if detach:
         z = z.detach()
     return -F.cosine_similarity(p, z, dim=1).mean()
 
 
+@full_precision
 def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambda_: float = 5e-3) -> torch.Tensor:
     """Barlow Twins redundancy-reduction loss.
 
@@ -55,6 +62,7 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambda_: float = 5e-3) -> t
     """
     _pair("z1", z1, "z2", z2, min_batch=2)
     lambda_ = checks.number("lambda_", lambda_, min=0.0)
+    z1, z2 = up(z1), up(z2)                                          # fp32 under bf16 autocast
     n = z1.shape[0]
     eps = 1e-5  # as BatchNorm: keeps constant dimensions finite
     z1n = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + eps)   # (N, D)
@@ -66,12 +74,14 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambda_: float = 5e-3) -> t
     return on_diag + lambda_ * off_diag
 
 
+@full_precision
 def invariance_term(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """VICReg invariance ``s(Z, Z') = mean over all N*D entries of (z1 - z2)^2``. Bardes et al. 2022, eq. 5."""
     _pair("z1", z1, "z2", z2)
-    return F.mse_loss(z1, z2)
+    return F.mse_loss(up(z1), up(z2))
 
 
+@full_precision
 def variance_term(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
     """VICReg variance ``v(Z) = mean_j relu(gamma - sqrt(Var(z_j) + eps))`` (hinge on the per-dim std).
 
@@ -81,10 +91,11 @@ def variance_term(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tor
     _one("z", z)
     gamma = checks.number("gamma", gamma, min=0.0)
     eps = checks.number("eps", eps, min=0.0)
-    std = torch.sqrt(z.var(dim=0) + eps)                                       # (D,)
+    std = torch.sqrt(up(z).var(dim=0) + eps)                                       # (D,)
     return F.relu(gamma - std).mean()
 
 
+@full_precision
 def covariance_term(z: torch.Tensor) -> torch.Tensor:
     """VICReg covariance ``c(Z) = (1/D) sum_{i != j} Cov(Z)_ij^2`` (decorrelates the dimensions).
 
@@ -93,11 +104,13 @@ def covariance_term(z: torch.Tensor) -> torch.Tensor:
     """
     _one("z", z)
     n, d = z.shape
+    z = up(z)                                                                  # fp32 under bf16 autocast
     zc = z - z.mean(dim=0)
     cov = zc.T @ zc / (n - 1)                                                  # (D, D)
     return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
 
 
+@full_precision
 def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
                  cov_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """The VICReg loss and its three (unweighted) terms: keys loss, invariance, variance, covariance.
@@ -109,6 +122,7 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, v
     sim_weight = checks.number("sim_weight", sim_weight, min=0.0)
     var_weight = checks.number("var_weight", var_weight, min=0.0)
     cov_weight = checks.number("cov_weight", cov_weight, min=0.0)
+    z1, z2 = up(z1), up(z2)                                          # fp32 under bf16 autocast
     inv = invariance_term(z1, z2)
     var = variance_term(z1) + variance_term(z2)
     cov = covariance_term(z1) + covariance_term(z2)
@@ -116,6 +130,7 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, v
     return {"loss": loss, "invariance": inv, "variance": var, "covariance": cov}
 
 
+@full_precision
 def vicreg(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
            cov_weight: float = 1.0) -> torch.Tensor:
     """VICReg: Variance-Invariance-Covariance Regularisation (Bardes, Ponce & LeCun 2022), eq. 6.

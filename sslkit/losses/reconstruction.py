@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from sslkit import checks
+from sslkit.losses._precision import full_precision, up
 
 
 def _mask(name: str, mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -16,6 +17,7 @@ def _mask(name: str, mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor
     return mask.to(torch.float32 if not mask.is_floating_point() else mask.dtype)
 
 
+@full_precision
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                norm_pix: bool = False) -> torch.Tensor:
     """MAE reconstruction loss: mean squared error on the removed patches only.
@@ -30,12 +32,14 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
             "normalised pixels" target, which improves features).
 
     Per patch the loss is the mean over its P values; it is averaged over the removed patches. A
-    mask with no removed patch gives 0 (nothing to reconstruct).
+    mask with no removed patch gives 0 (nothing to reconstruct). Computed in float32 (float64 for
+    float64 inputs), also under bf16 autocast.
     """
     checks.tensor("pred", pred, ndim=3, dtypes="float")
     checks.tensor("target", target, ndim=3, dtypes="float")
     checks.same_shape("pred", pred, "target", target)
-    m = _mask("mask", mask, tuple(pred.shape[:2]))                    # (B, N)
+    m = up(_mask("mask", mask, tuple(pred.shape[:2])))                # (B, N)
+    pred, target = up(pred), up(target)                             # fp32 under bf16 autocast
     if norm_pix:
         if target.shape[-1] < 2:
             raise ValueError("norm_pix=True needs patches with at least 2 values")
@@ -46,6 +50,7 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return (per_patch * m).sum() / m.sum().clamp_min(1.0)
 
 
+@full_precision
 def mlm_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Masked-language-model loss: cross-entropy over the masked positions only.
 
@@ -56,14 +61,25 @@ def mlm_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.T
         targets: (B, L) int64 original token ids (anything, e.g. -100, where not masked).
         mask: (B, L) bool, True where a token was chosen for prediction.
 
-    Returns the mean cross-entropy over the masked positions (0 when none is masked).
+    Returns the mean cross-entropy over the masked positions (0 when none is masked), computed in
+    float32 (float64 for float64 logits), also under bf16 autocast.
+
+    Masked targets must lie in [0, V). This is checked for CPU tensors only: on an accelerator the
+    check would stop the GPU pipeline (a device-to-host sync) on every training step.
     """
     checks.tensor("logits", logits, ndim=3, dtypes="float")
     checks.tensor("targets", targets, ndim=2, dtypes="int")
     if targets.shape != logits.shape[:2]:
         raise ValueError(f"targets must have shape {tuple(logits.shape[:2])} (the (B, L) of logits); "
                          f"got {tuple(targets.shape)}")
-    m = _mask("mask", mask, tuple(targets.shape))                    # (B, L)
+    m = up(_mask("mask", mask, tuple(targets.shape)))                # (B, L)
+    V = logits.shape[-1]
+    if targets.device.type == "cpu" and m.device.type == "cpu":
+        chosen = targets[m != 0]                                     # (M,) targets that count
+        if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= V):
+            raise ValueError(f"targets at masked positions have values in [{int(chosen.min())}, "
+                             f"{int(chosen.max())}]; allowed: [0, {V - 1}] (V={V}, the last dim of logits)")
+    logits = up(logits)                                              # fp32 under bf16 autocast
     safe = targets.masked_fill(m == 0, 0)                            # ignored positions -> any valid id
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), safe.reshape(-1),
                          reduction="none").reshape(targets.shape)    # (B, L)

@@ -46,6 +46,10 @@ class Method(nn.Module):
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
+        # The backbone's registry name when ``default_backbone`` built it by name (None for a module
+        # passed in). The engine writes it into checkpoints so ``sslkit.train.load_method`` can
+        # rebuild the same backbone (its other arguments come from the data).
+        self.backbone_name: str | None = getattr(backbone, "sslkit_name", None)
 
     @property
     def embed_dim(self) -> int:
@@ -65,7 +69,11 @@ class Method(nn.Module):
         return self.backbone.forward_features(x)
 
     def on_step_end(self, step: int, total_steps: int) -> None:
-        """Called by the engine after each optimiser step (EMA/queue/centre updates)."""
+        """Called by the engine after each optimiser step (EMA/queue/centre updates).
+
+        ``step`` is the number of optimiser steps done so far, 1-based: 1 after the first step,
+        ``total_steps`` after the last. Schedules indexed from 0 (``cosine_momentum``) use ``step - 1``.
+        """
 
     def extra_repr(self) -> str:
         cfg = getattr(self, "config", None)
@@ -168,7 +176,13 @@ def default_backbone(data: Any = None, backbone: nn.Module | str | None = None, 
     if facts["kind"] == "text" and facts.get("vocab_size") is None:
         raise ValueError(f"backbone={backbone!r} for text needs data=<a text Dataset> (for its vocabulary); "
                          f"got data={data!r}")
-    return backbones.create(backbone, **_backbone_kwargs(facts))
+    kwargs = _backbone_kwargs(facts)
+    module = backbones.create(backbone, **kwargs)
+    # Record how it was built: Method.__init__ copies the name to ``method.backbone_name``, which
+    # checkpoints store, so ``load_method`` rebuilds it (the kwargs follow from the same data).
+    module.sslkit_name = backbone
+    module.sslkit_kwargs = kwargs
+    return module
 
 
 # --------------------------------------------------------------------------------------------------
@@ -207,6 +221,8 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
 def cosine_momentum(step: int, total_steps: int, base: float) -> float:
     """BYOL's schedule ``tau_k = 1 - (1 - base) * (cos(pi k / K) + 1) / 2``: ``base`` at k=0, 1 at k=K.
 
+    ``step`` is the 0-based index k of the update (the engine's 1-based ``on_step_end(step, ...)``
+    passes ``step - 1``, so the first update uses ``base``); past K it stays 1.
     (Grill et al. 2020, "Bootstrap your own latent", section 3.2.)
     """
     step = checks.integer("step", step, min=0)

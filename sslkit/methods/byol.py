@@ -33,7 +33,7 @@ class BYOLConfig:
     proj_dim: int = 128
     # Predictor hidden width. Paper: 4096 (same as projector); 512 here.
     pred_hidden: int = 512
-    # Target momentum at step 0, rising to 1 by a cosine. Paper: 0.996 over 1000 epochs; our runs
+    # Target momentum at the first step, rising to 1 by a cosine. Paper: 0.996 over 1000 epochs; our runs
     # are short, so a faster-moving target (0.99) lets learning start within a few hundred steps.
     base_momentum: float = 0.99
     # Augmentations: "auto" = "weak" for <= 16 px, else the paper's asymmetric "byol" recipe.
@@ -77,8 +77,11 @@ class BYOL(Method):
                 "tau": torch.tensor(self.tau, device=x.device)}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
-        # Target <- tau_k * target + (1 - tau_k) * online, tau_k from the cosine schedule.
-        self.tau = cosine_momentum(step, total_steps, self.config.base_momentum)
+        """After optimiser step ``step`` (1..total_steps, steps done): the target's EMA update."""
+        step = checks.integer("step", step, min=1)
+        # Target <- tau_k * target + (1 - tau_k) * online; the k-th update (k = step - 1 = 0, 1, ...)
+        # uses tau_k from the cosine schedule: base_momentum after the first step, -> 1 at the end.
+        self.tau = cosine_momentum(step - 1, total_steps, self.config.base_momentum)
         ema_update(self.target_backbone, self.backbone, self.tau)
         ema_update(self.target_projector, self.projector, self.tau)
 

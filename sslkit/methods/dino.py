@@ -59,9 +59,10 @@ class DINOConfig:
     # Steps at the start during which the last layer gets no gradient. Paper: the first epoch
     # ("freeze_last_layer=1"), for ViTs; 0 = off (our runs are short and were stable without it).
     freeze_last_layer: int = 0
-    # Views: "auto" = "multicrop" for images > 16 px, "weak" (two global views, no local crops) at
-    # <= 16 px; "multicrop" (2 global + n_local local crops), or a two-view recipe name ("simclr",
-    # "byol", "weak") or a callable f(x, generator=None) -> view: two global views only.
+    # Views: "auto" = "multicrop" for images > 16 px (or when n_local > 0 is given), else "weak" (two
+    # global views, no local crops); "multicrop" (2 global + n_local local crops), or a two-view
+    # recipe name ("simclr", "byol", "weak") or a callable f(x, generator=None) -> view: two global
+    # views only.
     views: Views = "auto"
     # Local crops with "multicrop". Paper: 10 for ViTs (6 for ResNet-50); 4 keep a CPU step cheap.
     # None = 4 with multi-crop, 0 otherwise. Sizes None = sslkit.pretext.multicrop's defaults
@@ -146,8 +147,9 @@ class DINO(Method):
         """The views of ``x`` (B, C, H, W): 2 global crops first, then the local crops."""
         c = self.config
         views = c.views
-        if views == "auto":
-            views = "weak" if min(x.shape[-2:]) <= WEAK_MAX_SIZE else "multicrop"
+        if views == "auto":   # local crops when asked for (n_local > 0) or when the images are big enough
+            small = min(x.shape[-2:]) <= WEAK_MAX_SIZE and not c.n_local
+            views = "weak" if small else "multicrop"
         if views == "multicrop":
             n_local = 4 if c.n_local is None else c.n_local
             return pretext.multicrop(x, n_global=2, n_local=n_local, global_size=c.global_size,

@@ -63,7 +63,8 @@ class Jigsaw(Method):
         n_all = {2: 24, 3: 362880, 4: 100_000}[self.grid]
         k = config.num_permutations or (24 if self.grid == 2 else 100)
         checks.integer("num_permutations", k, min=2, max=n_all)
-        self.register_buffer("permutations", pretext.jigsaw_permutations(k, self.grid))  # (K, G)
+        perms = pretext.check_permutations(pretext.jigsaw_permutations(k, self.grid), self.grid)
+        self.register_buffer("permutations", perms)                        # (K, G), checked once here
         cell = image_size // self.grid
         self.tile_size = cell - cell // 8 if config.jitter else cell
         g = self.grid * self.grid
@@ -71,7 +72,9 @@ class Jigsaw(Method):
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                            # (B, C, H, W)
-        tiles, y = pretext.jigsaw(x, self.permutations, self.grid, tile_size=self.tile_size)
+        # validate=False: the permutations were checked in __init__; re-checking reads them back
+        # to the host, a GPU sync on every step.
+        tiles, y = pretext.jigsaw(x, self.permutations, self.grid, tile_size=self.tile_size, validate=False)
         b, g = tiles.shape[:2]                                             # (B, G, C, t, t)
         feats = self.backbone.forward_features(tiles.flatten(0, 1))        # (B*G, D): shared encoder
         logits = self.head(feats.reshape(b, -1))                           # (B, K)

@@ -51,6 +51,8 @@ class MLM(Method):
         # BERT's MLM head: a dense + GELU + LayerNorm transform, then a linear map to the vocabulary.
         self.head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d), nn.Linear(d, v))
         self.register_buffer("special_ids", torch.tensor(list(tokenizer.special_ids), dtype=torch.long))
+        # The same ids as Python ints for mask_tokens: checked on the host once, no sync per step.
+        self._special_list = [int(i) for i in tokenizer.special_ids]
 
     def _check(self, ids: Any, name: str = "batch") -> torch.Tensor:
         checks.tensor(name, ids, ndim=2, dtypes="int")
@@ -61,7 +63,7 @@ class MLM(Method):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         ids = self._check(batch)                                           # (B, L) int64
         inputs, targets, mask = pretext.mask_tokens(
-            ids, self.backbone.vocab_size, self.special_ids, self.tokenizer.mask_id, self.config.mask_ratio)
+            ids, self.backbone.vocab_size, self._special_list, self.tokenizer.mask_id, self.config.mask_ratio)
         logits = self.head(self.backbone.forward_tokens(inputs))           # (B, L, V)
         loss = losses.mlm_cross_entropy(logits, targets, mask)
         with torch.no_grad():

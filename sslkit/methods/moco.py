@@ -104,7 +104,10 @@ class MoCo(Method):
                 "std": normalized_std(q)}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
-        # Key encoder <- m * key encoder + (1 - m) * query encoder (constant m, as in the paper).
+        """After optimiser step ``step`` (1..total_steps, steps done): the key encoder's EMA update."""
+        checks.integer("step", step, min=1)
+        # Key encoder <- m * key encoder + (1 - m) * query encoder (constant m, as in the paper,
+        # so the update does not depend on the step).
         ema_update(self.key_backbone, self.backbone, self.config.momentum)
         ema_update(self.key_projector, self.projector, self.config.momentum)
 

@@ -11,8 +11,8 @@ takes ``generator: torch.Generator | None`` (on that device) for reproducibility
 from sslkit.pretext.masking import (Masking, block_masking, mask_frames, mask_time_steps, mask_tokens,
                                     patchify, random_masking, unpatchify)
 from sslkit.pretext.recipes import ViewRecipe, byol_views, multicrop, simclr_views, weak_views
-from sslkit.pretext.tasks import (colorization, gaussian_corrupt, inpaint_holes, jigsaw, jigsaw_permutations,
-                                  next_step, rotate, rotate_by, salt_and_pepper)
+from sslkit.pretext.tasks import (check_permutations, colorization, gaussian_corrupt, inpaint_holes, jigsaw,
+                                  jigsaw_permutations, next_step, rotate, rotate_by, salt_and_pepper)
 from sslkit.pretext.views import (color_jitter, cutout, gaussian_blur, gaussian_noise, horizontal_flip,
                                   random_grayscale, random_resized_crop, solarize)
 
@@ -26,6 +26,6 @@ __all__ = [
     "patchify", "unpatchify", "Masking", "random_masking", "block_masking", "mask_tokens",
     "mask_time_steps", "mask_frames",
     # classic tasks
-    "rotate", "rotate_by", "jigsaw_permutations", "jigsaw", "gaussian_corrupt", "salt_and_pepper",
-    "inpaint_holes", "colorization", "next_step",
+    "rotate", "rotate_by", "jigsaw_permutations", "jigsaw", "check_permutations", "gaussian_corrupt",
+    "salt_and_pepper", "inpaint_holes", "colorization", "next_step",
 ]

@@ -9,15 +9,8 @@ from sslkit import checks
 
 
 def image_batch(name: str, x: Any, channels: tuple[int, ...] = (1, 3)) -> torch.Tensor:
-    """``x`` must be a float image batch ``(B, C, H, W)`` with C in ``channels``."""
-    checks.tensor(name, x, ndim=4, dtypes="float")
-    if x.shape[1] not in channels:
-        allowed = " or ".join(str(c) for c in channels)
-        raise ValueError(f"{name} has {x.shape[1]} channels (shape {tuple(x.shape)}); "
-                         f"allowed: {allowed} channels, layout (B, C, H, W)")
-    if x.shape[2] < 1 or x.shape[3] < 1:
-        raise ValueError(f"{name} has an empty spatial size (shape {tuple(x.shape)})")
-    return x
+    """``x`` must be a float image batch ``(B, C, H, W)`` with C in ``channels`` (:func:`sslkit.checks.images`)."""
+    return checks.images(name, x, channels)
 
 
 def probability(name: str, p: Any) -> float:

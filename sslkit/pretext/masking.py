@@ -7,6 +7,7 @@ model must predict), False = visible. Every mask has an *exact* number of True e
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -142,6 +143,34 @@ def block_masking(batch_size: int, grid: int | tuple[int, int], mask_ratio: floa
 
 # ----------------------------------------------------------------------------- tokens
 
+@functools.lru_cache(maxsize=64)
+def _round_table(length: int, ratio: float, device: torch.device) -> torch.Tensor:
+    """(length + 1,) long on ``device``: entry m is ``round(ratio * m)`` (Python rounding, exact).
+
+    Built once per (length, ratio, device), so ``mask_tokens`` needs no float64 (absent on MPS) and
+    no host-to-device copy per call.
+    """
+    return torch.tensor([round(ratio * m) for m in range(length + 1)], dtype=torch.long).to(device)
+
+
+def _special_list(special_ids: Sequence[int] | torch.Tensor, V: int) -> list[int] | torch.Tensor:
+    """Python ints (validated), or a 1-D long tensor when it lives on an accelerator (not read back)."""
+    if isinstance(special_ids, torch.Tensor):
+        checks.tensor("special_ids", special_ids, ndim=(0, 1), dtypes="int")
+        if special_ids.device.type != "cpu":
+            return special_ids.reshape(-1).long()  # values not checked: reading them would sync
+        special_ids = special_ids.reshape(-1).tolist()
+    if isinstance(special_ids, (str, bytes)) or not isinstance(special_ids, Sequence):
+        raise ValueError(f"special_ids must be a sequence of ints or an int tensor "
+                         f"({type(special_ids).__name__} given)")
+    out = [checks.integer(f"special_ids[{i}]", s) for i, s in enumerate(special_ids)]
+    if any(s < 0 or s >= V for s in out):
+        raise ValueError(f"special_ids={out} must lie in [0, {V - 1}] (vocab_size={V})")
+    if len(set(out)) >= V:
+        raise ValueError(f"special_ids covers the whole vocabulary (vocab_size={V}); nothing to mask")
+    return out
+
+
 def mask_tokens(ids: torch.Tensor, vocab_size: int, special_ids: Sequence[int] | torch.Tensor, mask_id: int,
                 mask_ratio: float = 0.15, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -155,34 +184,41 @@ def mask_tokens(ids: torch.Tensor, vocab_size: int, special_ids: Sequence[int] |
 
     Returns ``(inputs, targets, mask)``: inputs (B, L) corrupted ids, targets (B, L) original id
     where chosen and -100 elsewhere (cross-entropy's ignore_index), mask (B, L) bool True = chosen.
+
+    Runs without host-device syncs, so it can sit in a training step. Pass ``special_ids`` as a
+    list of ints (or a CPU tensor): they are validated on the host; a tensor on an accelerator is
+    used as is, its values unchecked. The values of ``ids`` are range-checked only when ``ids`` is
+    on the CPU (on an accelerator the check would wait for the GPU on every call).
     """
     checks.tensor("ids", ids, ndim=2, dtypes="int")
     V = checks.integer("vocab_size", vocab_size, min=2)
     checks.integer("mask_id", mask_id, min=0, max=V - 1)
     ratio = _inputs.ratio("mask_ratio", mask_ratio, allow_zero=False, allow_one=True)
-    special = torch.as_tensor(list(special_ids) if not isinstance(special_ids, torch.Tensor) else special_ids,
-                              dtype=torch.long).flatten().cpu()
-    if special.numel() and (special.min() < 0 or special.max() >= V):
-        raise ValueError(f"special_ids={special.tolist()} must lie in [0, {V - 1}] (vocab_size={V})")
+    special = _special_list(special_ids, V)
     _random.check_generator(generator, ids.device)
-    if ids.device.type != "meta" and ids.numel() and (ids.min() < 0 or ids.max() >= V):
+    if ids.device.type == "cpu" and ids.numel() and (ids.min() < 0 or ids.max() >= V):
         raise ValueError(f"ids has values in [{int(ids.min())}, {int(ids.max())}]; allowed: [0, {V - 1}] "
                          f"(vocab_size={V})")
-    allowed = torch.ones(V, dtype=torch.bool)
-    allowed[special] = False
-    allowed = allowed.nonzero()[:, 0].to(ids.device)  # non-special ids for the 10% random tokens
-    if allowed.numel() == 0:
-        raise ValueError(f"special_ids covers the whole vocabulary (vocab_size={V}); nothing to mask")
+    dev = ids.device
+    allowed = torch.ones(V, dtype=torch.bool, device=dev)  # (V,) True = not special
+    if isinstance(special, torch.Tensor):
+        allowed[special.to(dev)] = False
+    else:
+        for s in special:  # a few ids: one small fill each, no host-to-device copy
+            allowed[s] = False
     B, L = ids.shape
-    maskable = ~torch.isin(ids, special.to(ids.device))  # (B, L)
+    maskable = allowed[ids]  # (B, L)
     m = maskable.sum(dim=1)  # (B,)
-    n = torch.round(m.double() * ratio).long()
+    n = _round_table(L, ratio, dev)[m]  # (B,) round(ratio * m)
     n = torch.where(m > 0, n.clamp(min=1), n)
     chosen = _random.exact_choice(maskable, n, generator)  # (B, L)
-    u = torch.rand((B, L), generator=generator, device=ids.device)
+    u = torch.rand((B, L), generator=generator, device=dev)
     to_mask = chosen & (u < 0.8)  # 80% [MASK]
     to_random = chosen & (u >= 0.8) & (u < 0.9)  # 10% random token, the last 10% unchanged
-    rand_ids = allowed[_random.randint_below(allowed.numel(), (B, L), generator, ids.device)]
+    # The non-special ids in increasing order, then the special ones (stable sort of 0/1 keys); a
+    # draw below their count picks a uniformly random non-special token.
+    allowed_ids = torch.argsort((~allowed).to(torch.uint8), stable=True)  # (V,)
+    rand_ids = allowed_ids[_random.randint_below(allowed.sum(), (B, L), generator, dev)]
     inputs = torch.where(to_mask, torch.full_like(ids, mask_id), ids)
     inputs = torch.where(to_random, rand_ids.to(ids.dtype), inputs)
     targets = torch.where(chosen, ids, torch.full_like(ids, -100))

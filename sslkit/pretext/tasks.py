@@ -16,9 +16,10 @@ from sslkit.pretext.views import GRAY_WEIGHTS, box_mask
 # ----------------------------------------------------------------------------- rotation
 
 @functools.lru_cache(maxsize=32)
-def _rotation_index(h: int, w: int) -> torch.Tensor:
-    """(4, H*W) long: flat source pixel of each output pixel for k quarter turns (as torch.rot90)."""
-    idx = torch.arange(h * w).reshape(h, w)
+def _rotation_index(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(4, H*W) long on ``device``: flat source pixel of each output pixel for k quarter turns (as
+    torch.rot90). Built there directly and cached per (H, W, device): no copy per call."""
+    idx = torch.arange(h * w, device=device).reshape(h, w)
     return torch.stack([torch.rot90(idx, k, dims=(0, 1)).reshape(-1) for k in range(4)])
 
 
@@ -37,8 +38,8 @@ def rotate_by(x: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
         if k.shape[0] != B:
             raise ValueError(f"k has {k.shape[0]} entries; x has batch size {B}")
     else:
-        k = torch.full((B,), checks.integer("k", k), dtype=torch.long)
-    table = _rotation_index(H, W).to(x.device)
+        k = torch.full((B,), checks.integer("k", k), dtype=torch.long, device=x.device)
+    table = _rotation_index(H, W, x.device)  # (4, H*W)
     idx = table[k.to(x.device).remainder(4)]  # (B, H*W)
     out = x.reshape(B, C, H * W).gather(2, idx[:, None, :].expand(B, C, H * W))
     return out.reshape(B, C, H, W)
@@ -109,8 +110,26 @@ def _select_permutations(k: int, n: int, seed: int) -> torch.Tensor:
     return cand[chosen].long()
 
 
+def check_permutations(permutations: torch.Tensor, grid: int, name: str = "permutations", *,
+                       values: bool = True) -> torch.Tensor:
+    """``permutations`` must be (K >= 1, grid*grid) ints, every row a permutation of 0..grid*grid-1.
+
+    The value check (``values=True``) reads them back to the host, a sync on an accelerator: do it
+    once where the permutations are made, then call ``jigsaw(..., validate=False)`` every step.
+    """
+    grid = checks.integer("grid", grid, min=1)
+    checks.tensor(name, permutations, ndim=2, dtypes="int")
+    G = grid * grid
+    if permutations.shape[1] != G or permutations.shape[0] < 1:
+        raise ValueError(f"{name} has shape {tuple(permutations.shape)}; grid={grid} needs (K, {G})")
+    if values and permutations.device.type != "meta" and not torch.equal(
+            permutations.sort(dim=1).values.cpu(), torch.arange(G).expand(permutations.shape[0], G)):
+        raise ValueError(f"every row of {name} must be a permutation of 0..{G - 1}")
+    return permutations
+
+
 def jigsaw(x: torch.Tensor, permutations: torch.Tensor, grid: int = 3, generator: torch.Generator | None = None,
-           tile_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           tile_size: int | None = None, *, validate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Jigsaw puzzle (Noroozi & Favaro 2016): cut each image into grid x grid cells, shuffle them
     with a random permutation from ``permutations`` (K, grid*grid); the label is its index.
 
@@ -121,17 +140,17 @@ def jigsaw(x: torch.Tensor, permutations: torch.Tensor, grid: int = 3, generator
     64 px tiles in 75 px cells). If the image side is not a multiple of ``grid`` the central
     grid-divisible region is used.
 
+    ``validate=True`` checks that every row of ``permutations`` really is a permutation
+    (:func:`check_permutations`), which reads them back to the host - a sync on an accelerator.
+    A training step that checked its permutations once when it made them passes
+    ``validate=False``: then only their shape is checked, and the call makes no host-device sync.
+
     Returns ``(tiles (B, grid*grid, C, t, t), labels (B,))``.
     """
     _inputs.image_batch("x", x)
     grid = checks.integer("grid", grid, min=1)
-    checks.tensor("permutations", permutations, ndim=2, dtypes="int")
+    check_permutations(permutations, grid, values=validate)
     G = grid * grid
-    if permutations.shape[1] != G or permutations.shape[0] < 1:
-        raise ValueError(f"permutations has shape {tuple(permutations.shape)}; grid={grid} needs (K, {G})")
-    if permutations.device.type != "meta" and not torch.equal(
-            permutations.sort(dim=1).values.cpu(), torch.arange(G).expand(permutations.shape[0], G)):
-        raise ValueError(f"every row of permutations must be a permutation of 0..{G - 1}")
     B, C, H, W = x.shape
     ch, cw = H // grid, W // grid
     if ch < 1 or cw < 1:

@@ -350,3 +350,49 @@ def test_every_dataset_has_a_card():
 def test_unknown_option_names_option_and_allowed():
     with pytest.raises(ValueError, match=r"sise=32 is not an option of dataset 'shapes'.*n, size"):
         sslkit.data.load("shapes", sise=32)
+
+
+# -- index checks of Dataset.batch / subset ------------------------------------------------------------
+def _tiny():
+    from sslkit.data.base import Dataset
+    x = torch.arange(5 * 1 * 2 * 2, dtype=torch.uint8).reshape(5, 1, 2, 2)
+    return Dataset("tiny", "train", "image", x, torch.arange(5), [str(i) for i in range(5)])
+
+
+@pytest.mark.parametrize("index, match", [
+    (torch.tensor([0.0, 1.0]), "integer"),
+    (torch.tensor([0, 5]), r"\[0, 5\]; allowed: \[0, 4\]"),
+    (torch.tensor([-6]), r"\[-6, -6\]"),
+    (torch.zeros(2, 2, dtype=torch.long), "rank 0 or 1"),
+    (torch.ones(4, dtype=torch.bool), r"shape \(5,\)"),
+    ("0:2", "index must be"),
+])
+def test_batch_and_subset_reject_bad_indices(index, match):
+    ds = _tiny()
+    with pytest.raises(ValueError, match=match):
+        ds.batch(index)
+    with pytest.raises(ValueError, match=match):
+        ds.subset(index)
+
+
+def test_batch_and_subset_good_indices():
+    ds = _tiny()
+    assert torch.equal(ds.batch(torch.tensor([4, -1])), ds.x[[4, 4]].float() / 255)
+    mask = torch.tensor([True, False, True, False, False])
+    assert torch.equal(ds.subset(mask).labels, torch.tensor([0, 2]))
+    assert torch.equal(ds.subset(slice(1, 3)).labels, torch.tensor([1, 2]))
+    assert torch.equal(ds.subset([3, 0]).labels, torch.tensor([3, 0]))
+    assert ds.batch(torch.tensor([], dtype=torch.long)).shape == (0, 1, 2, 2)
+
+
+def test_registries_mark_loaded_only_after_every_import(monkeypatch):
+    from sslkit.data import registry as data_registry
+    from sslkit.methods import registry as method_registry
+    for reg in (data_registry, method_registry):
+        monkeypatch.setattr(reg, "_loaded", False)
+        monkeypatch.setattr(reg, "_MODULES", reg._MODULES + ("no_such_module",))
+        with pytest.raises(ModuleNotFoundError):
+            reg.names()
+        assert reg._loaded is False  # a later call retries (and fails loudly again)
+        with pytest.raises(ModuleNotFoundError):
+            reg.names()

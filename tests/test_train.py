@@ -361,3 +361,16 @@ def test_cuda_bf16_channels_last_and_compile(compile):
     h = run(m, steps=60, device="cuda", lr=2e-2, compile=compile)
     assert len(h) == 60 and next(m.parameters()).is_cuda
     assert sum(h.loss[-5:]) < sum(h.loss[:5])
+
+
+def test_quick_mode_caps_steps(monkeypatch):
+    """SSLKIT_QUICK=1 (browser smoke tests) stops every run after quick.MAX_STEPS steps."""
+    import sslkit
+    from sslkit import quick
+    monkeypatch.setenv("SSLKIT_QUICK", "1")
+    ds = sslkit.data.load("digits")
+    method = sslkit.create("simclr", data=ds)
+    hist = sslkit.fit(method, ds, minutes=5, batch_size=64, progress=False)
+    assert len(hist) == quick.MAX_STEPS
+    monkeypatch.setenv("SSLKIT_QUICK", "0")
+    assert not quick.enabled()

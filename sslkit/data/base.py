@@ -125,16 +125,46 @@ class Dataset:
         return replace(self, x=self.x.to(device), labels=self.labels.to(device),
                        factors={k: v.to(device) for k, v in self.factors.items()})
 
+    def _index(self, index: Any, allow_slice: bool) -> torch.Tensor | slice:
+        """Validate ``index``: int (N,)-indices in [-N, N), or a bool mask (N,); a slice if allowed.
+
+        The range check reads the index back to the host, so it runs for CPU index tensors only
+        (``batches`` yields indices already on the device, and reading those would sync every step).
+        """
+        n = len(self)
+        if allow_slice and isinstance(index, slice):
+            return index
+        if isinstance(index, (list, tuple, range)):
+            index = torch.as_tensor(list(index), dtype=torch.long)
+        kinds = "a slice, " if allow_slice else ""
+        if not isinstance(index, torch.Tensor):
+            raise ValueError(f"index must be {kinds}an int index tensor or a bool mask "
+                             f"({type(index).__name__} given)")
+        if index.dtype == torch.bool:
+            if tuple(index.shape) != (n,):
+                raise ValueError(f"index is a bool mask of shape {tuple(index.shape)}; allowed: shape ({n},)")
+        else:
+            checks.tensor("index", index, ndim=(0, 1), dtypes="int")
+            if index.device.type == "cpu" and index.numel():
+                lo, hi = int(index.min()), int(index.max())
+                if lo < -n or hi >= n:
+                    raise ValueError(f"index has values in [{lo}, {hi}]; allowed: [0, {n - 1}] "
+                                     f"(the dataset has {n} samples)")
+        return index.to(self.x.device)
+
     def subset(self, index: torch.Tensor | slice) -> Dataset:
-        """The samples at ``index`` (a slice, an index tensor or a bool mask)."""
-        if isinstance(index, torch.Tensor):
-            index = index.to(self.x.device)
+        """The samples at ``index`` (a slice, an int index tensor or a bool mask (N,)).
+
+        Bad indices (float, out of range for CPU tensors, wrong mask shape) raise a ValueError.
+        """
+        index = self._index(index, allow_slice=True)
         return replace(self, x=self.x[index], labels=self.labels[index],
                        factors={k: v[index] for k, v in self.factors.items()})
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
-        """Inputs at ``index`` in the form models take: images/clips as float in [0, 1]."""
-        x = self.x[index.to(self.x.device)]
+        """Inputs at ``index`` (int indices or a bool mask, checked as in :meth:`subset`) in the form
+        models take: images/clips as float in [0, 1]."""
+        x = self.x[self._index(index, allow_slice=False)]
         if self.kind in ("image", "clip"):
             return x.float().div_(255)
         return x

@@ -49,6 +49,13 @@ def data_batch(data: Data, idx: torch.Tensor) -> torch.Tensor:
     return data.batch(idx)
 
 
+def data_to(data: Data, device: torch.device) -> Data:
+    """``data`` (a Dataset or an ``(x, labels)`` pair) on ``device``: moved once, then indexed there."""
+    if isinstance(data, (tuple, list)):
+        return data[0].to(device), data[1].to(device)
+    return data.to(device)
+
+
 def data_subset(data: Data, idx: torch.Tensor) -> Data:
     """The samples at ``idx``, in the same form as ``data``."""
     if isinstance(data, (tuple, list)):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks
-from sslkit.eval.features import Data, data_batch, data_labels, data_size, model_device
+from sslkit.eval.features import Data, data_batch, data_labels, data_size, data_to, model_device
 
 
 def backbone_of(model: Any, name: str = "model") -> nn.Module:
@@ -52,6 +52,7 @@ def train_classifier(backbone: nn.Module, train_data: Data, num_classes: int, *,
     model = Classifier(backbone, num_classes)
     device = model_device(backbone, data_labels(train_data).device)
     model.to(device).train()
+    train_data = data_to(train_data, device)  # moved once; every batch is then indexed on the device
     labels = data_labels(train_data)
     n = len(labels)
     batch_size = min(batch_size, n)
@@ -59,13 +60,17 @@ def train_classifier(backbone: nn.Module, train_data: Data, num_classes: int, *,
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     # Cosine decay to 0: the usual fine-tuning schedule, no warm-up needed at these small scales.
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    chunk = 64  # batches whose indices are drawn on the CPU together and copied in one transfer
     with torch.enable_grad():
-        for _ in range(steps):
-            idx = torch.randperm(n, generator=g)[:batch_size].to(labels.device)
-            x = data_batch(train_data, idx).to(device)  # (B, ...)
+        for step in range(steps):
+            if step % chunk == 0:
+                order = torch.stack([torch.randperm(n, generator=g)[:batch_size]
+                                     for _ in range(min(chunk, steps - step))]).to(device)  # (chunk, B)
+            idx = order[step % chunk]                                   # (B,) on the device
+            x = data_batch(train_data, idx)  # (B, ...)
             if augment is not None:
                 x = augment(x)
-            loss = F.cross_entropy(model(x), labels[idx].to(device))
+            loss = F.cross_entropy(model(x), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -75,16 +80,17 @@ def train_classifier(backbone: nn.Module, train_data: Data, num_classes: int, *,
 
 def accuracy(model: nn.Module, data: Data, batch_size: int = 512) -> float:
     """Accuracy (in [0, 1]) of a classifier ``model(x) -> logits`` on ``data``, in eval mode."""
+    device = model_device(model, data_labels(data).device)
+    data = data_to(data, device)  # moved once, not batch by batch
     labels = data_labels(data)
-    device = model_device(model, labels.device)
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device: one sync at the end
     with torch.no_grad():
         for start in range(0, len(labels), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(labels)), device=labels.device)
-            logits = model(data_batch(data, idx).to(device))  # (B, C)
-            correct += int((logits.argmax(1) == labels[idx].to(device)).sum())
-    return correct / len(labels)
+            idx = torch.arange(start, min(start + batch_size, len(labels)), device=device)
+            logits = model(data_batch(data, idx))  # (B, C)
+            correct += (logits.argmax(1) == labels[idx]).sum()
+    return int(correct) / len(labels)
 
 
 def fine_tune(method_or_backbone: Any, train_data: Data, test_data: Data, epochs: int | None = None,

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sslkit import checks
+from sslkit import checks, quick
 from sslkit import distributed as dist
 from sslkit.train.callbacks import Callback, CollapseMonitor, TrainState
 from sslkit.train.checkpoint import (
@@ -91,6 +91,8 @@ def fit(method: nn.Module, data: Any, *, epochs: int | None = None, steps: int |
     epochs = None if epochs is None else checks.integer("epochs", epochs, min=1)
     steps = None if steps is None else checks.integer("steps", steps, min=1)
     minutes = None if minutes is None else checks.number("minutes", minutes, min=0, min_open=True)
+    if quick.enabled():  # SSLKIT_QUICK=1: smoke-test mode, a few steps whatever was asked
+        steps = quick.MAX_STEPS if steps is None else min(steps, quick.MAX_STEPS)
     batch_size = checks.integer("batch_size", batch_size, min=1)
     if batch_size > len(data):
         raise ValueError(f"batch_size={batch_size} is larger than the dataset ({len(data)} samples); "

@@ -37,11 +37,18 @@ def widget_notebooks() -> list[Path]:
     return [p for p in all_notebooks() if WIDGETS_RE.search(code_of(p))]
 
 
+DEFAULT_VOILA = "02_contrastive_pairs,06_feature_explorer"
+
+
 def explorer_notebooks() -> list[Path]:
-    """Explorer notebooks served by Voila; SSLKIT_BROWSER_VOILA="01_masking,02_contrastive_pairs"
-    (stems) narrows the list, "none" empties it. Default: all of them."""
+    """Explorer notebooks also served as Voila apps (every widget notebook runs in JupyterLab).
+
+    Default: the two notebooks built around explorers (the augmentation explorer of 02 and the
+    feature explorer of 06), which keeps the suite near 5 minutes on 2 cores.
+    SSLKIT_BROWSER_VOILA="01_masking,02_contrastive_pairs" (stems) picks others, "all" every
+    widget notebook, "none" no Voila run."""
     found = [p for p in all_notebooks() if EXPLORER_RE.search(code_of(p))]
-    wanted = os.environ.get("SSLKIT_BROWSER_VOILA", "all").strip()
+    wanted = os.environ.get("SSLKIT_BROWSER_VOILA", DEFAULT_VOILA).strip()
     if wanted == "all":
         return found
     stems = {w.strip().removesuffix(".ipynb") for w in wanted.split(",")} - {"none", ""}

@@ -39,6 +39,7 @@ class DeviceGuard(TorchFunctionMode):
         self.uploads: list[str] = []
         self.float64: list[str] = []
         self.outputs_of: dict[str, list[int]] = {}  # func name -> ids of its tensor outputs
+        self.events: list[tuple[str, list, list]] = []  # (name, input tensors, output tensors), kept alive
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -54,6 +55,7 @@ class DeviceGuard(TorchFunctionMode):
             dst = next(iter(_tensors(out)), None)
             if dst is not None and any(s.device.type == "cpu" for s in srcs) and dst.device.type != "cpu":
                 self.uploads.append(name)
+        self.events.append((name, list(_tensors((args, kwargs))), list(_tensors(out))))
         for t in _tensors(out):
             self.outputs_of.setdefault(name, []).append(id(t))
             if t.dtype == torch.float64:

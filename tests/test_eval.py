@@ -326,3 +326,33 @@ def test_classifier_accuracy_uses_eval_mode():
     with torch.no_grad():
         ref = (clf(x).argmax(1) == y).float().mean().item()
     assert acc == pytest.approx(ref)
+
+
+# -- accelerator friendliness ---------------------------------------------------------------------------
+from devguard import DeviceGuard  # noqa: E402
+
+
+def test_diagnostics_use_float64_only_on_the_cpu_and_build_no_host_tensors():
+    z = torch.randn(40, 8)
+    with DeviceGuard() as g:
+        ev.effective_rank(z)
+    cpu_outputs = {id(t) for name, _, outs in g.events if name == "cpu" for t in outs}
+    casts = [(name, ins) for name, ins, outs in g.events
+             if any(t.dtype == torch.float64 for t in outs) and not any(t.dtype == torch.float64 for t in ins)]
+    assert casts, "effective_rank computes its SVD in float64"
+    for name, ins in casts:  # every cast to float64 is of a tensor just moved to the CPU (MPS has none)
+        assert all(id(t) in cpu_outputs for t in ins), name
+    with DeviceGuard() as g:
+        ev.uniformity(z)
+    assert not g.uploads, g.uploads
+
+
+def test_fine_tune_moves_the_data_once_not_every_step():
+    x, y = toy_images(10)
+    counts = []
+    for steps in (3, 12):
+        with DeviceGuard() as g:
+            ev.fine_tune(TinyBackbone(), (x, y), (x, y), steps=steps, batch_size=4)
+        # moves of data-sized tensors (not the optimiser's 0-d step counters)
+        counts.append(sum(1 for name, ins, _ in g.events if name == "to" and ins and ins[0].ndim > 0))
+    assert counts[0] == counts[1], counts

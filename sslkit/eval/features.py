@@ -45,7 +45,7 @@ def data_batch(data: Data, idx: torch.Tensor) -> torch.Tensor:
     """Model inputs at ``idx``: ``Dataset.batch`` (float images in [0, 1]) or ``x[idx]`` for a pair."""
     if isinstance(data, (tuple, list)):
         x = data[0]
-        return x[idx.to(x.device)]
+        return x[idx if idx.device == x.device else idx.to(x.device)]
     return data.batch(idx)
 
 

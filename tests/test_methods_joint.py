@@ -377,3 +377,10 @@ def test_named_backbone_is_recorded_and_reloads(tmp_path):
     m.eval()
     torch.testing.assert_close(loaded.embed(x.to(next(loaded.parameters()).device)).cpu(),
                                m.embed(x.to(next(m.parameters()).device)).cpu())
+
+
+def test_ema_update_rejects_mismatched_shapes():
+    from torch import nn
+    from sslkit.methods.base import ema_update
+    with pytest.raises(ValueError, match=r"shape \(3, 4\) in target vs \(3, 5\) in online"):
+        ema_update(nn.Linear(4, 3), nn.Linear(5, 3), 0.9)

@@ -209,6 +209,10 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     if len(t_params) != len(o_params) or len(t_bufs) != len(o_bufs):
         raise ValueError("target and online must have the same architecture "
                          f"({len(t_params)} vs {len(o_params)} parameters)")
+    for i, (t, o) in enumerate(zip(t_params + t_bufs, o_params + o_bufs)):
+        if t.shape != o.shape:  # shapes are Python facts: no device sync
+            raise ValueError(f"target and online must have the same architecture: tensor {i} has "
+                             f"shape {tuple(t.shape)} in target vs {tuple(o.shape)} in online")
     if t_params:
         torch._foreach_lerp_(t_params, o_params, 1.0 - momentum)   # t += (1 - m) (o - t)
     for t, o in zip(t_bufs, o_bufs):

@@ -99,10 +99,12 @@ def images(name: str, x: Any, channels: Sequence[int] = (1, 3), min_batch: int =
     """``x`` must be a float image batch ``(B, C, H, W)`` with C in ``channels``, B >= ``min_batch``
     and a non-empty image size."""
     tensor(name, x, ndim=4, dtypes="float")
+    min_batch = integer("min_batch", min_batch, min=0)
     channels = tuple(channels)
     if x.shape[1] not in channels:
         allowed = " or ".join(str(c) for c in channels)
-        raise ValueError(f"{name} has {x.shape[1]} channels (shape {tuple(x.shape)}); allowed: "
+        raise ValueError(f"{name} has {x.shape[1]} channel{'s' if x.shape[1] != 1 else ''} "
+                         f"(shape {tuple(x.shape)}); allowed: "
                          f"{allowed} channel{'s' if channels != (1,) else ''}, layout (B, C, H, W)")
     if x.shape[0] < min_batch:
         raise ValueError(f"{name} has batch size {x.shape[0]} (shape {tuple(x.shape)}); allowed: at "

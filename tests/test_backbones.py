@@ -139,3 +139,17 @@ def test_bad_inputs():
         backbones.create("convnet", in_channels=0)
     with pytest.raises(ValueError, match="vocab_size"):
         backbones.create("transformer")          # the vocabulary size is required
+
+
+def test_transformer_checks_token_values_on_cpu_only():
+    """On an accelerator the id range check would sync every step; "meta" stands in for one."""
+    from devguard import DeviceGuard
+    txt = backbones.create("transformer", vocab_size=10, max_len=6, depth=1)
+    with pytest.raises(ValueError, match="vocab_size"):
+        txt(torch.full((2, 6), 10))  # CPU: checked
+    txt = txt.to("meta")
+    ids = torch.empty(2, 6, dtype=torch.long, device="meta")
+    with DeviceGuard() as g:
+        out = txt(ids)
+    assert out.shape == (2, txt.embed_dim)
+    assert not g.reads and not g.uploads, (g.reads, g.uploads)

@@ -89,3 +89,32 @@ def test_same_shape():
     checks.same_shape("a", torch.zeros(2, 3), "b", torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"z1 and z2 must have the same shape; got \(2, 3\) and \(3, 2\)"):
         checks.same_shape("z1", torch.zeros(2, 3), "z2", torch.zeros(3, 2))
+
+
+def test_images():
+    x = torch.rand(2, 3, 4, 5)
+    assert checks.images("x", x) is x
+    assert checks.images("x", torch.rand(1, 1, 2, 2)).shape == (1, 1, 2, 2)
+    bad = [
+        (torch.rand(2, 3, 4), "x must have rank 4"),
+        (torch.zeros(2, 3, 4, 4, dtype=torch.uint8), "floating-point"),
+        ([[1.0]], "torch.Tensor"),
+        (torch.rand(2, 2, 4, 4), r"x has 2 channels .*allowed: 1 or 3 channels"),
+        (torch.rand(2, 3, 0, 4), "empty image size 0x4"),
+    ]
+    for value, match in bad:
+        with pytest.raises(ValueError, match=match):
+            checks.images("x", value)
+    with pytest.raises(ValueError, match=r"batch has batch size 1 .*at least 2 samples"):
+        checks.images("batch", torch.rand(1, 3, 4, 4), min_batch=2)
+    with pytest.raises(ValueError, match="allowed: 3 channels"):
+        checks.images("x", torch.rand(2, 1, 4, 4), channels=(3,))
+    assert checks.images("x", torch.rand(2, 4, 4, 4), channels=(4,)).shape[1] == 4
+
+
+def test_pretext_and_backbone_image_checks_share_checks_images():
+    from sslkit import backbones, pretext
+    with pytest.raises(ValueError, match=r"x has 2 channels .*allowed: 1 or 3 channels"):
+        pretext.horizontal_flip(torch.rand(2, 2, 4, 4))
+    with pytest.raises(ValueError, match=r"x has 1 channel \(.*allowed: 3 channels"):
+        backbones.create("convnet", in_channels=3)(torch.rand(2, 1, 8, 8))

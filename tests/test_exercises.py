@@ -323,3 +323,35 @@ def test_references_equal_the_kit():
         assert torch.equal(mine.mask, kit.mask) and torch.equal(mine.ids_restore, kit.ids_restore)
         assert ex.check("random_masking", lambda t, r, generator=None: pretext.random_masking(t, r, generator=generator),
                         verbose=False)
+
+
+def test_references_equal_the_kit_on_edge_cases():
+    """Empty MAE mask -> 0, k > N clipped to N, EMA of float buffers: as the kit's own functions."""
+    from torch import nn
+
+    from sslkit import losses
+    from sslkit.eval import knn
+    from sslkit.methods.base import ema_update
+    g = torch.Generator().manual_seed(3)
+    pred, target = torch.randn(2, 5, 12, generator=g), torch.randn(2, 5, 12, generator=g)
+    for mask in (torch.zeros(2, 5, dtype=torch.bool), torch.rand(2, 5, generator=g) < 0.5):
+        for norm_pix in (False, True):
+            mine = R.masked_mse(pred, target, mask, norm_pix)
+            kit = losses.masked_mse(pred, target, mask, norm_pix=norm_pix)
+            assert torch.isfinite(mine) and torch.allclose(mine, kit)
+    assert R.masked_mse(pred, target, torch.zeros(2, 5, dtype=torch.bool)).item() == 0.0
+    bank, labels, q = torch.randn(7, 6, generator=g), torch.arange(7) % 3, torch.randn(9, 6, generator=g)
+    for k in (1, 5, 7, 50):
+        assert torch.equal(R.knn_predict(bank, labels, q, 3, k=k), knn.knn_predict(bank, labels, q, 3, k=k))
+
+    def nets(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    online = nets(0)
+    online.train()(torch.randn(16, 3, generator=g))  # moves the running stats and the batch counter
+    mine, kit = nets(1), nets(1)
+    R.ema_update(mine, online, 0.9)
+    ema_update(kit, online, 0.9)
+    for (name, a), b in zip(mine.state_dict().items(), kit.state_dict().values()):
+        assert torch.allclose(a, b), name
+    assert not torch.equal(mine[1].running_mean, nets(1)[1].running_mean)  # the buffers did move

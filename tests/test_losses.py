@@ -410,3 +410,19 @@ def test_mlm_cross_entropy_rejects_out_of_vocabulary_targets():
     mask = torch.zeros(2, 4, dtype=torch.bool)
     mask[0, 0] = True
     assert torch.isfinite(losses.mlm_cross_entropy(logits, targets, mask))
+
+
+def test_losses_make_no_host_device_sync():
+    """On "meta" tensors (standing in for an accelerator) no loss reads values back to the host."""
+    from devguard import DeviceGuard
+    m = lambda *s: torch.empty(*s, device="meta")  # noqa: E731
+    mask = torch.empty(3, 5, dtype=torch.bool, device="meta")
+    targets = torch.empty(3, 5, dtype=torch.long, device="meta")
+    with DeviceGuard() as g:
+        losses.dino_loss(m(4, 3, 16), m(2, 3, 16), m(16))
+        losses.dino_loss([m(3, 16)] * 2, [m(3, 16)] * 3, m(1, 16))
+        losses.nt_xent(m(6, 8), m(6, 8))
+        losses.vicreg(m(6, 8), m(6, 8))
+        losses.masked_mse(m(3, 5, 12), m(3, 5, 12), mask)
+        losses.mlm_cross_entropy(m(3, 5, 7), targets, mask)
+    assert not g.reads and not g.uploads, (g.reads, g.uploads)

@@ -244,3 +244,35 @@ def test_losses_on_cuda_match_cpu():
     z1, z2 = torch.randn(8, 5), torch.randn(8, 5)
     for fn in (losses.nt_xent, losses.info_nce, losses.barlow_twins, losses.vicreg):
         torch.testing.assert_close(fn(z1.cuda(), z2.cuda()).cpu(), fn(z1, z2), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name, ds_name", [("jigsaw", "digits"), ("mlm", "corpus")])
+def test_training_step_makes_no_host_device_sync(name, ds_name, request):
+    """A step on "meta" (standing in for an accelerator) reads nothing back and uploads nothing:
+    jigsaw checked its permutations once in __init__, mlm passes its special ids as Python ints."""
+    from devguard import DeviceGuard
+    method, batch = build(name, request.getfixturevalue(ds_name))
+    method = method.to("meta")
+    batch = torch.empty(batch.shape, dtype=batch.dtype, device="meta")
+    method.training_step(batch)  # warm the per-device caches
+    with DeviceGuard() as g:
+        out = method.training_step(batch)
+    assert out["loss"].shape == ()
+    assert not g.reads and not g.uploads, (g.reads, g.uploads)
+
+
+def test_jigsaw_checks_its_permutations_once(digits, monkeypatch):
+    from sslkit.pretext import tasks
+    calls = []
+    real = tasks.check_permutations
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("values", True))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(tasks, "check_permutations", spy)
+    monkeypatch.setattr(sslkit.pretext, "check_permutations", spy)
+    method, batch = build("jigsaw", digits)
+    assert calls == [True]  # the value check, once, in __init__
+    method.training_step(batch)
+    method.training_step(batch)
+    assert calls == [True, False, False]  # steps check shapes only

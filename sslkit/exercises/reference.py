@@ -48,9 +48,18 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """BYOL's target update (Grill et al., 2020): target <- m * target + (1 - m) * online."""
+    """BYOL's target update (Grill et al., 2020): target <- m * target + (1 - m) * online.
+
+    Float buffers (BatchNorm's running mean and variance) are averaged the same way and integer
+    buffers (``num_batches_tracked``) copied, as ``sslkit.methods.base.ema_update`` does.
+    """
     for p_t, p_o in zip(target.parameters(), online.parameters()):
         p_t.mul_(momentum).add_(p_o, alpha=1 - momentum)
+    for b_t, b_o in zip(target.buffers(), online.buffers()):
+        if b_t.is_floating_point():
+            b_t.mul_(momentum).add_(b_o, alpha=1 - momentum)
+        else:
+            b_t.copy_(b_o)
 
 
 def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -65,14 +74,14 @@ def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                norm_pix: bool = False) -> torch.Tensor:
-    """MAE loss: per-patch MSE averaged over the *masked* patches only."""
+    """MAE loss: per-patch MSE averaged over the *masked* patches only (0 when none is masked)."""
     if norm_pix:  # each target patch normalised by its own mean and std (MAE's best setting)
         mean = target.mean(dim=-1, keepdim=True)
         var = target.var(dim=-1, keepdim=True)
         target = (target - mean) / (var + 1e-6).sqrt()
     per_patch = (pred - target).pow(2).mean(dim=-1)                       # (B, N)
     m = mask.to(per_patch.dtype)
-    return (per_patch * m).sum() / m.sum()
+    return (per_patch * m).sum() / m.sum().clamp_min(1.0)                # no masked patch -> 0, not NaN
 
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
@@ -80,7 +89,9 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
     """Weighted kNN (Wu et al., 2018): the k most cosine-similar training items vote with exp(sim / T).
 
     Same signature as ``sslkit.eval.knn.knn_predict``; returns the predicted class (M,) of each test item.
+    If ``k`` exceeds the N training items, all N vote (k is clipped to N, as the kit does).
     """
+    k = min(k, train_feats.shape[0])
     sim = F.normalize(test_feats, dim=1) @ F.normalize(train_feats, dim=1).T  # (M, N) cosine
     top_sim, top_idx = sim.topk(k, dim=1)                                     # (M, k)
     weights = (top_sim / temperature).exp()                                   # (M, k)

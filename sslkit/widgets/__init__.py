@@ -6,7 +6,8 @@ controls, ``w.view`` the rendered view (PNG bytes in an ``ipywidgets.Image``, or
 
 Explorers: :func:`augmentation_explorer`, :func:`masking_explorer`, :func:`token_masking_viewer`,
 :func:`temperature_explorer`, :func:`reconstruction_explorer`, :func:`embedding_explorer`,
-:func:`neighbour_explorer`, :func:`attention_explorer`. Building blocks (return PNG bytes / arrays):
+:func:`neighbour_explorer`, :func:`attention_explorer`, :func:`knn_vote_explorer`,
+:func:`frame_prediction_explorer`. Building blocks (return PNG bytes / arrays):
 :func:`image_grid`, :func:`embedding_scatter`, :func:`project_2d`, :func:`similarity_panels`,
 :func:`nearest_neighbours`, :func:`attention_maps`, :func:`show_png`.
 """
@@ -16,6 +17,7 @@ from sslkit.widgets.base import Explorer
 from sslkit.widgets.contrastive import similarity_panels, temperature_explorer, toy_pairs
 from sslkit.widgets.embeddings import (attention_explorer, attention_maps, embedding_explorer, embedding_scatter,
                                        nearest_neighbours, neighbour_explorer, project_2d)
+from sslkit.widgets.features import frame_prediction_explorer, knn_vote_explorer, knn_votes
 from sslkit.widgets.masking import masking_explorer, patch_mask, token_masking_html, token_masking_viewer
 from sslkit.widgets.reconstruction import reconstruction_explorer
 from sslkit.widgets.render import as_images, figure, image_grid, to_png
@@ -30,6 +32,7 @@ def show_png(png: bytes) -> object:
 
 __all__ = ["Explorer", "augmentation_explorer", "masking_explorer", "token_masking_viewer", "temperature_explorer",
            "reconstruction_explorer", "embedding_explorer", "neighbour_explorer", "attention_explorer",
+           "knn_vote_explorer", "frame_prediction_explorer", "knn_votes",
            "image_grid", "embedding_scatter", "project_2d", "similarity_panels", "toy_pairs", "nearest_neighbours",
            "attention_maps", "patch_mask", "token_masking_html", "recipe_from_controls", "as_images", "figure",
            "to_png", "show_png"]

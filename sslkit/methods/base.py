@@ -255,13 +255,9 @@ def check_views(views: Any) -> Views:
 
 
 def check_images(x: Any, name: str = "batch") -> torch.Tensor:
-    """Float images (B, C, H, W) with C in {1, 3}, as ``Dataset.batch`` returns them."""
-    checks.tensor(name, x, ndim=4, dtypes="float")
-    if x.shape[1] not in (1, 3):
-        raise ValueError(f"{name} must be images (B, C, H, W) with C in (1, 3); got shape {tuple(x.shape)}")
-    if x.shape[0] < 2:
-        raise ValueError(f"{name} needs at least 2 samples per batch; got shape {tuple(x.shape)}")
-    return x
+    """Float images (B, C, H, W) with C in {1, 3}, as ``Dataset.batch`` returns them; B >= 2 (views
+    of one image have nothing to be contrasted or normalised against)."""
+    return checks.images(name, x, min_batch=2)
 
 
 def resolve_views(views: Views, image_size: int, paper: str = "simclr") -> Views:

@@ -55,6 +55,9 @@ class NextFrame(Method):
         self.frame_shape = tuple(frame_shape)                              # (C, H, W)
         self.gru = nn.GRU(backbone.embed_dim, config.hidden_dim, batch_first=True)
         self.decoder = ConvDecoder(config.hidden_dim, frame_shape[0], frame_shape[1:], config.decoder_width)
+        # Start from a dark frame (sigmoid(-3) = 0.05) instead of grey 0.5: moving-digit frames are
+        # mostly black, so the first steps learn where the digit is, not the background level.
+        nn.init.constant_(self.decoder.up[-1].bias, -3.0)
 
     def _check(self, clips: Any, name: str, min_frames: int) -> torch.Tensor:
         checks.tensor(name, clips, ndim=5, dtypes="float")

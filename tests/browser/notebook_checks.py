@@ -13,6 +13,21 @@ from widget_page import (ERROR_TEXT, SLOW, WIDGET_MIME, ConsoleLog, assert_rende
                          wait_all_executed, widget_roots)
 
 
+def check_and_move(page: Page, scope: Locator, n_widgets: int, log: ConsoleLog, shots: Path,
+                   tag: str) -> list[str]:
+    """The check shared by JupyterLab and Voila: every widget renders with a clean console, then one
+    control per widget is moved and must change the view (a kernel round trip)."""
+    wait_rendered(scope, n_widgets, 30.0)
+    screenshot(page, shots, f"{tag}-rendered")
+    roots = assert_rendered(scope, n_widgets)
+    log.assert_clean()
+    moves = exercise_all(page, roots, shots, tag)
+    screenshot(page, shots, f"{tag}-after-moves")
+    assert ERROR_TEXT not in scope.inner_text(), f"'{ERROR_TEXT}' after moving controls"
+    log.assert_clean()
+    return moves
+
+
 def wait_rendered(scope: Locator, expected: int, timeout_s: float) -> None:
     """Give the front end time to draw `expected` views (it renders after the kernel is idle)."""
     deadline = time.monotonic() + timeout_s * SLOW
@@ -54,15 +69,7 @@ def check_lab_notebook(page: Page, lab, relpath: str, log: ConsoleLog, shots: Pa
     facts = wait_all_executed(page, run_timeout_s)
     t2 = time.monotonic()
     assert facts["widget_outputs"] > 0, f"{relpath} displayed no widget"
-    scope = notebook_scope(page)
-    wait_rendered(scope, facts["widget_outputs"], 30.0)
-    screenshot(page, shots, f"{stem}-lab-rendered")
-    roots = assert_rendered(scope, facts["widget_outputs"])
-    log.assert_clean()
-    moves = exercise_all(page, roots, shots, f"{stem}-lab")
-    screenshot(page, shots, f"{stem}-lab-after-moves")
-    assert ERROR_TEXT not in scope.inner_text(), f"'{ERROR_TEXT}' after moving controls"
-    log.assert_clean()
+    moves = check_and_move(page, notebook_scope(page), facts["widget_outputs"], log, shots, f"{stem}-lab")
     record_timing(shots, f"{relpath} [jupyterlab]", moves + log.ignored_lines(), open=t1 - t0, run_all=t2 - t1,
                   check_and_moves=time.monotonic() - t2)
     return moves
@@ -105,14 +112,7 @@ def check_voila_page(page: Page, voila, name: str, log: ConsoleLog, shots: Path,
     assert facts["widget_outputs"] > 0, f"{name} displayed no widget in Voila"
     page.wait_for_selector("#rendered_cells", state="visible", timeout=run_timeout_s * 1000 * SLOW)
     t1 = time.monotonic()
-    scope = page.locator("#rendered_cells")
-    wait_rendered(scope, facts["widget_outputs"], 30.0)
-    screenshot(page, shots, f"{name}-voila-rendered")
-    roots = assert_rendered(scope, facts["widget_outputs"])
-    log.assert_clean()
-    moves = exercise_all(page, roots, shots, f"{name}-voila")
-    screenshot(page, shots, f"{name}-voila-after-moves")
-    assert ERROR_TEXT not in scope.inner_text(), f"'{ERROR_TEXT}' after moving controls"
-    log.assert_clean()
+    moves = check_and_move(page, page.locator("#rendered_cells"), facts["widget_outputs"], log, shots,
+                           f"{name}-voila")
     record_timing(shots, f"{name} [voila]", moves + log.ignored_lines(), load_and_run=t1 - t0, check_and_moves=time.monotonic() - t1)
     return moves

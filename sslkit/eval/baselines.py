@@ -6,13 +6,17 @@
 - supervised: the same architecture trained from scratch with only the labelled samples.
 
 A fair random init has its BatchNorm statistics recalibrated (:func:`recalibrate_batchnorm`). A
-freshly built BatchNorm layer holds running mean 0 and variance 1, so in eval mode it does not
-normalise at all: every layer's activations drift in scale and offset, and the features of the
-"random" network are worse than what the architecture gives. A trained SSL network, by contrast,
-carries statistics of its training data. Comparing the two would credit SSL with a gap that a few
-label-free forward passes close. So the random-init baseline first runs the *unlabelled* training
-inputs through the network in train mode with a cumulative average (``momentum=None``) - no
-gradient, no labels, no weight changes - and is then evaluated in eval mode like any encoder.
+freshly built BatchNorm layer holds running mean 0 and variance 1, so in eval mode it is an
+identity: the random network evaluated with frozen features is then not the network SSL starts
+from (which normalises every layer) but an unnormalised one whose activations drift in scale and
+offset from layer to layer. A trained network, by contrast, carries statistics of its training
+data. So that the SSL-vs-random comparison differs in the learned weights only, the random-init
+baseline first runs the *unlabelled* training inputs through the network in train mode with a
+cumulative average (``momentum=None``) - no gradient, no labels, no weight changes - and is then
+evaluated in eval mode like any encoder. The uncalibrated network can score higher or lower: a
+random ConvNet on 8 x 8 digits whose BatchNorm layers are identities stays close to a linear map
+of the pixels, so its linear probe is close to the raw pixels' - a different baseline, not the
+random network.
 """
 from __future__ import annotations
 

@@ -194,8 +194,8 @@ def label_efficiency(encoders: Mapping[str, Any] | Any, train_data: Data, test_d
     if "raw pixels" in baselines:
         order["raw pixels"] = base.raw_pixels
     if "random init" in baselines:
-        # BatchNorm recalibrated on the unlabelled training inputs: an uncalibrated random network
-        # (running mean 0, variance 1) would understate the architecture and inflate the SSL gap.
+        # BatchNorm recalibrated on the unlabelled training inputs, so the row differs from a
+        # trained model in the weights only (see sslkit.eval.baselines).
         order["random init"] = base.random_init(models[0], seed=0, data=train_data)
     order.update(rows)
 

@@ -13,10 +13,10 @@ offset from layer to layer. A trained network, by contrast, carries statistics o
 data. So that the SSL-vs-random comparison differs in the learned weights only, the random-init
 baseline first runs the *unlabelled* training inputs through the network in train mode with a
 cumulative average (``momentum=None``) - no gradient, no labels, no weight changes - and is then
-evaluated in eval mode like any encoder. The uncalibrated network can score higher or lower: a
-random ConvNet on 8 x 8 digits whose BatchNorm layers are identities stays close to a linear map
-of the pixels, so its linear probe is close to the raw pixels' - a different baseline, not the
-random network.
+evaluated in eval mode like any encoder. The uncalibrated network can score higher or lower
+(measured with the default ConvNet, seed 0: digits kNN 95.3% uncalibrated vs 95.0% recalibrated,
+linear 96.1% vs 90.8% - the uncalibrated linear probe equals the raw pixels' 96.1%, as if the
+unnormalised random network were close to linear in the pixels; 16 px shapes kNN 38.0% vs 41.5%).
 """
 from __future__ import annotations
 

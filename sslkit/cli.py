@@ -4,6 +4,7 @@
     sslkit train --method simclr --data digits --minutes 2 --out runs/simclr
     sslkit eval --checkpoint runs/simclr/checkpoint.pt --protocol knn
     sslkit demo                                         the guided tour (``sslkit.demo``)
+    sslkit zoo list | build NAME | card NAME            reference models (``sslkit.zoo``)
     sslkit exercises strip notebooks/ student/          remove solutions from notebooks
     torchrun --nproc_per_node=2 -m sslkit train ...     the same training with DDP
 
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                       description="Copy notebooks from SRC to DST with solution blocks removed.")
     s.add_argument("src", metavar="SRC", help="notebook file or folder with solutions")
     s.add_argument("dst", metavar="DST", help="output folder (must differ from SRC)")
+    p = sub.add_parser("zoo", help="reference models: list, build, card (sslkit.zoo)", add_help=False,
+                       description="The model zoo; arguments are passed to sslkit.zoo.cli.main.")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="zoo arguments (try --help)")
     parser.commands = dict(sub.choices)  # name -> sub-command parser
     return parser
 
@@ -132,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sslkit`` command; returns the exit status (2 for bad input)."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["demo"]:  # everything after `demo` belongs to the demo's own parser (--help too)
-        args = argparse.Namespace(command="demo", args=argv[1:])
+    if argv[:1] in (["demo"], ["zoo"]):  # the rest belongs to the command's own parser (--help too)
+        args = argparse.Namespace(command=argv[0], args=argv[1:])
     else:
         args = parser.parse_args(argv)
     sub = parser.commands[args.command]  # its usage line goes with error messages
@@ -278,6 +282,11 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return int(status or 0)
 
 
+def _zoo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sslkit.zoo.cli import main as zoo_main
+    return int(zoo_main(list(args.args)) or 0)
+
+
 def _exercises(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     strip = _optional_module(parser, "sslkit.exercises.strip", "notebook stripping")
     written = strip.strip(args.src, args.dst)
@@ -299,7 +308,8 @@ def _version() -> str:
     return __version__
 
 
-_COMMANDS = {"list": _list, "train": _train, "eval": _eval, "demo": _demo, "exercises": _exercises}
+_COMMANDS = {"list": _list, "train": _train, "eval": _eval, "demo": _demo, "exercises": _exercises,
+             "zoo": _zoo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -218,9 +218,12 @@ def test_diverging_loss_stops_with_a_warning():
             out = super().training_step(x)
             return {"loss": out["loss"] * float("nan")}
 
-    with pytest.warns(RuntimeWarning, match="diverged"):
-        h = run(Diverge(), steps=10)
-    assert len(h) == 1
+    m = Diverge()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.warns(RuntimeWarning, match="step 1: the loss was nan - the run diverged"):
+        h = run(m, steps=10)
+    assert len(h) == 0 and not h.interrupted  # the NaN step never happened
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
 
 
 def test_callbacks_see_state_and_can_stop():

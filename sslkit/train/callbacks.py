@@ -25,7 +25,11 @@ from sslkit.train.history import History
 
 @dataclass
 class TrainState:
-    """What callbacks see. ``step`` = steps done so far; ``total_steps`` = current estimate."""
+    """What callbacks see. ``step`` = steps done so far; ``total_steps`` = current estimate.
+
+    ``history`` and ``elapsed`` are as of the last read (every ``fit(log_every=...)`` steps: every
+    step on the CPU); between reads the logged numbers are still on the device.
+    """
 
     method: nn.Module
     step: int

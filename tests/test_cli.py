@@ -172,9 +172,12 @@ def test_failed_checkpoint_write_exits_1_naming_the_file(capsys, tmp_path, monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)
+    from sslkit.train import CheckpointWarning
+
     out = tmp_path / "run"
-    status = main(["train", "--method", "simclr", "--data", "digits", "--steps", "2", "--batch-size", "32",
-                   "--device", "cpu", "--out", str(out), "--no-progress", "--set", "proj_dim=16"])
+    with pytest.warns(CheckpointWarning, match="No space left"):
+        status = main(["train", "--method", "simclr", "--data", "digits", "--steps", "2", "--batch-size",
+                       "32", "--device", "cpu", "--out", str(out), "--no-progress", "--set", "proj_dim=16"])
     captured = capsys.readouterr()
     assert status == 1 and "done: 2 steps" in captured.out
     assert "not written" in captured.err and str(out / "checkpoint.pt") in captured.err

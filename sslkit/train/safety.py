@@ -124,7 +124,8 @@ def check_writable(path: str | os.PathLike, what: str, *, folder: bool = False) 
     if folder and os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{what}={path!r} is an existing file, not a folder; choose another path")
     if not folder and os.path.isdir(path):
-        raise ValueError(f"{what}={path!r} is a folder; give a file path (e.g. {os.path.join(path, 'x.pt')!r})")
+        raise ValueError(f"{what}={path!r} is a folder; give a file path "
+                         f"(e.g. {os.path.join(path, 'run.pt')!r})")
     try:
         os.makedirs(target, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=target)

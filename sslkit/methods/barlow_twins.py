@@ -57,7 +57,8 @@ class BarlowTwins(Method):
 
     @property
     def view_recipe(self) -> Any:
-        """The augmentation of this run at this method's image size: a ``ViewRecipe``, or ``[view 1, view 2]`` when they differ (BYOL's recipe above 32 px)."""
+        """The augmentation of this run at this method's image size: a ``ViewRecipe``, or
+        ``[view 1, view 2]`` when they differ (BYOL's recipe above 32 px)."""
         return view_recipe_of(self.config.views, self.image_size, paper="byol")
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -228,7 +228,8 @@ def multicrop_recipes(image_size: int | tuple[int, int], n_global: int = 2, n_lo
     return [g1 if i % 2 == 0 else g2 for i in range(n_global)] + [local] * n_local
 
 
-def multicrop(x: torch.Tensor, n_global: int = 2, n_local: int = 4, global_size: int | tuple[int, int] | None = None,
+def multicrop(x: torch.Tensor, n_global: int = 2, n_local: int = 4,
+              global_size: int | tuple[int, int] | None = None,
               local_size: int | tuple[int, int] | None = None, generator: torch.Generator | None = None,
               global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4)
               ) -> list[torch.Tensor]:

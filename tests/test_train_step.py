@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import math
 
 import pytest
@@ -218,7 +219,7 @@ def test_run_config_records_the_view_recipe_and_the_settings(tmp_path):
 
     run(WithRecipe(), steps=1, checkpoint=tmp_path / "c.pt")
     cfg = load_checkpoint(tmp_path / "c.pt")["config"]
-    assert cfg["view_recipe"] == str(ViewRecipe(blur_p=0.0))
+    assert cfg["view_recipe"] == json.loads(json.dumps(ViewRecipe(blur_p=0.0).to_dict()))
     assert {k: cfg["fit"][k] for k in ("on_nan", "log_every", "precision", "compile")} == {
         "on_nan": "stop", "log_every": 1, "precision": "fp32", "compile": False}
     assert cfg["data"]["samples"] == 64

@@ -198,9 +198,8 @@ def run_config(method: nn.Module, data: Any, fit_config: dict) -> dict[str, Any]
     }
     recipe = getattr(method, "view_recipe", None)
     if recipe is not None:  # the augmentations the method trains with, as the run's config shows them
-        recipes = recipe if isinstance(recipe, (list, tuple)) else [recipe]
-        described = [r.to_dict() if callable(getattr(r, "to_dict", None)) else str(r) for r in recipes]
-        config["view_recipe"] = _plain(described if isinstance(recipe, (list, tuple)) else described[0])
+        from sslkit.pretext.recipes import to_config
+        config["view_recipe"] = _plain(to_config(recipe))
     return config
 
 

@@ -238,9 +238,8 @@ def place(method: nn.Module, data: Any, device: torch.device) -> tuple[nn.Module
             # BatchNorm statistics over the global batch, as in one process (before the optimiser
             # is built: the conversion creates new modules). A method may keep some BatchNorms
             # local (MoCo's key encoder: shuffle-BN) through methods.base.sync_batchnorm.
-            from sslkit.methods import base
-            convert = getattr(base, "sync_batchnorm", None) or nn.SyncBatchNorm.convert_sync_batchnorm
-            method = convert(method)
+            from sslkit.methods.base import sync_batchnorm
+            method = sync_batchnorm(method)
         elif dist.is_main():
             warnings.warn("SyncBatchNorm needs CUDA: on the CPU each process normalises with its own "
                           "shard's BatchNorm statistics, so results differ slightly from one process",

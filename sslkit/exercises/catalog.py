@@ -22,7 +22,7 @@ class Exercise:
     name: str                               # also the name of the function the student writes
     notebook: str                           # the notebook that poses it
     points: int                             # default weight when grading
-    shapes: str                             # one line for the student's scaffold: inputs -> outputs
+    shapes: str                             # the student's scaffold comment: inputs -> outputs
     checker: Callable[[Reporter], None]
     mistakes: Mapping[str, Mistake]
     kit: tuple[str, ...] = ()               # dotted names of the kit's own implementations
@@ -40,8 +40,8 @@ def _ex(name: str, notebook: str, points: int, shapes: str, checker: Callable[[R
 
 EXERCISES: dict[str, Exercise] = {e.name: e for e in (
     _ex("random_masking", "01_masking", 3,
-        "tokens (B, N, D) -> kept (B, K, D), mask (B, N) bool True = removed, ids_keep (B, K), "
-        "ids_restore (B, N); K = N - round(mask_ratio * N)",
+        "tokens (B, N, D) -> kept (B, K, D), mask (B, N) bool True = removed,\n"
+        "  ids_keep (B, K), ids_restore (B, N); K = N - round(mask_ratio * N)",
         msk.check_random_masking, msk.RANDOM_MASKING_MISTAKES, ("sslkit.pretext.masking.random_masking",)),
     _ex("bert_mask", "01_masking", 3,
         "ids (B, L) int64, chosen (B, L) bool -> inputs (B, L) int64, targets (B, L) int64 (-100 where not chosen)",

@@ -74,7 +74,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
         ev.check_stratified_subset, ev.STRATIFIED_MISTAKES, ("sslkit.eval.label_efficiency.stratified_subset",)),
     _ex("pca", "06_feature_explorer", 2, "x (N, D) -> coordinates (N, k) on the top-k principal directions",
         ev.check_pca, ev.PCA_MISTAKES, ("sslkit.widgets.embeddings.project_2d",),
-        ("torch.pca_lowrank", "torch.svd_lowrank", "torch._lowrank.pca_lowrank", "torch._lowrank.svd_lowrank")),
+        ("torch.pca_lowrank", "torch.svd_lowrank")),
     _ex("alignment", "06_feature_explorer", 1, "z1, z2 (N, D) -> alignment ()",
         con.check_alignment, con.ALIGNMENT_MISTAKES, ("sslkit.eval.diagnostics.alignment",)),
     _ex("uniformity", "06_feature_explorer", 1, "z (N, D) -> uniformity ()",

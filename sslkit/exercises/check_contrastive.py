@@ -53,8 +53,8 @@ NT_XENT_MISTAKES = {
         "A view's similarity with itself is always the largest, so it must not be a candidate of the "
         "softmax at all: leave it out of every row.", _variant(_nt_xent, diag="kept")),
     "self-similarity set to 0": Mistake(
-        "Setting a view's self-similarity to 0 still leaves it in the softmax as a candidate (with weight "
-        "e^0 = 1); it has to be excluded completely, so that it gets probability exactly zero.",
+        "Setting a view's self-similarity to 0 still leaves it in the softmax as a candidate, with weight "
+        "e^0, which is 1; it has to be excluded completely, so that it gets probability exactly zero.",
         _variant(_nt_xent, diag="0")),
     "negatives from one view": Mistake(
         "An anchor's negatives are all 2N - 2 other views of the batch, from both augmentations, not only "

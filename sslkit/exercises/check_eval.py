@@ -208,8 +208,8 @@ PCA_MISTAKES = {
         "The coordinates are the centred data projected onto the directions; the left singular vectors are "
         "those coordinates divided by each component's singular value.", _variant(_pca, coords="u")),
     "columns instead of rows": Mistake(
-        "In the decomposition X = U S V^T the principal directions are the columns of V, i.e. the *rows* of "
-        "V^T.", _variant(_pca, coords="columns")),
+        "In the singular value decomposition of the centred data, U S V^T, the principal directions are the "
+        "columns of V, i.e. the *rows* of V^T.", _variant(_pca, coords="columns")),
 }
 
 

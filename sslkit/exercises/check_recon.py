@@ -74,7 +74,7 @@ MASKED_MSE_MISTAKES = {
         "Average over the hidden patches: divide by how many patches are hidden, not by the number of all "
         "patches.", _variant(_mse, denominator="all")),
     "norm_pix ignored": Mistake(
-        "With norm_pix=True each *target* patch is first normalised by its own mean and standard deviation.",
+        "When norm_pix is on, each *target* patch is first normalised by its own mean and standard deviation.",
         _variant(_mse, use_norm=False)),
     "prediction normalised too": Mistake(
         "Only the targets are normalised; the prediction stays as it is (the network learns to predict "

@@ -306,3 +306,19 @@ def test_grade_bad_input(tmp_path, capsys):
         with pytest.raises(SystemExit) as err:
             main(["exercises", "grade", *args])
         assert err.value.code == 2 and msg in capsys.readouterr().err
+
+
+# ---- the instructor pack -------------------------------------------------------------------------
+def test_instructor_pack_covers_every_exercise_mistake_and_question():
+    text = (NOTEBOOKS / "INSTRUCTORS.md").read_text(encoding="utf-8")
+    mistakes, answers = text.split("## Answers to")
+    mistakes = " ".join(mistakes.split())   # markdown wraps lines anywhere
+    for name, e in EXERCISES.items():
+        assert f"`{name}(" in mistakes, name
+        for key in e.mistakes:
+            assert f"*{key}*" in mistakes, (name, key)
+    for path in EXERCISE_NOTEBOOKS:
+        prose = "\n".join(_src(c) for c in _load(path)["cells"] if c["cell_type"] == "markdown")
+        questions = re.findall(r"^\d+\. ", prose.split("### More to try")[1], re.M)
+        section = answers.split(f"\n### {path.stem[:2]} ")[1].split("\n### ")[0]
+        assert len(re.findall(r"^\d+\. \*\*", section, re.M)) == len(questions) > 0, path.name

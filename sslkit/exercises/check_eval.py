@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sslkit.exercises.check_contrastive import _variant, rand
+from sslkit.exercises.check_contrastive import _variant
 from sslkit.exercises.core import Mistake, Reporter, describe_mismatch
 
 OK = "ok"

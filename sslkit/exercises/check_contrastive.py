@@ -5,11 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sslkit.exercises.core import Mistake, Reporter
-
-
-def rand(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+from sslkit.exercises.core import Mistake, Reporter, rand, variant
 
 
 # ---- nt_xent -------------------------------------------------------------------------------------
@@ -33,38 +29,32 @@ def _nt_xent(z1, z2, temperature=0.5, *, normalise=True, temp="div", diag="-inf"
     return F.cross_entropy(s, targets, reduction=reduce)
 
 
-def _variant(fn, **options):
-    def wrong(*args, **kwargs):
-        return fn(*args, **kwargs, **options)
-    return wrong
-
-
 NT_XENT_MISTAKES = {
     "not normalised": Mistake(
         "NT-Xent compares directions, not lengths: its similarity is the cosine, so the embeddings go "
-        "onto the unit sphere before any dot product.", _variant(_nt_xent, normalise=False)),
+        "onto the unit sphere before any dot product.", variant(_nt_xent, normalise=False)),
     "no temperature": Mistake(
         "The temperature is missing. The similarities are divided by it before the softmax; it sets how "
-        "peaked the softmax is.", _variant(_nt_xent, temp="none")),
+        "peaked the softmax is.", variant(_nt_xent, temp="none")),
     "temperature multiplies": Mistake(
         "The temperature divides the similarities (a small temperature makes the softmax sharper); here "
-        "it multiplies them.", _variant(_nt_xent, temp="mul")),
+        "it multiplies them.", variant(_nt_xent, temp="mul")),
     "self-similarity kept": Mistake(
         "A view's similarity with itself is always the largest, so it must not be a candidate of the "
-        "softmax at all: leave it out of every row.", _variant(_nt_xent, diag="kept")),
+        "softmax at all: leave it out of every row.", variant(_nt_xent, diag="kept")),
     "self-similarity set to 0": Mistake(
         "Setting a view's self-similarity to 0 still leaves it in the softmax as a candidate, with weight "
         "e^0, which is 1; it has to be excluded completely, so that it gets probability exactly zero.",
-        _variant(_nt_xent, diag="0")),
+        variant(_nt_xent, diag="0")),
     "negatives from one view": Mistake(
         "An anchor's negatives are all 2N - 2 other views of the batch, from both augmentations, not only "
-        "the N - 1 other views of the opposite augmentation.", _variant(_nt_xent, cross_only=True)),
+        "the N - 1 other views of the opposite augmentation.", variant(_nt_xent, cross_only=True)),
     "anchors from one view": Mistake(
         "Every one of the 2N views is an anchor: average over the anchors of both augmentations, not only "
-        "over the first N.", _variant(_nt_xent, one_dir=True)),
+        "over the first N.", variant(_nt_xent, one_dir=True)),
     "sum instead of mean": Mistake(
         "The loss is the mean over the 2N anchors, not their sum (your value is exactly 2N times too large).",
-        _variant(_nt_xent, reduce="sum")),
+        variant(_nt_xent, reduce="sum")),
 }
 
 
@@ -100,22 +90,22 @@ def _moco(q, k, queue, temperature=0.2, *, normalise=True, temp="div", pos_last=
 MOCO_MISTAKES = {
     "not normalised": Mistake(
         "MoCo's similarities are cosines: queries, keys and queued keys all go onto the unit sphere first.",
-        _variant(_moco, normalise=False)),
+        variant(_moco, normalise=False)),
     "no temperature": Mistake(
         "The temperature is missing: the similarities are divided by it before the softmax.",
-        _variant(_moco, temp="none")),
+        variant(_moco, temp="none")),
     "positive in the wrong column": Mistake(
         "The target is the index of the positive among each query's logits; the positive's logit has to "
-        "sit where the target points (MoCo puts it first, so every target is 0).", _variant(_moco, pos_last=True)),
+        "sit where the target points (MoCo puts it first, so every target is 0).", variant(_moco, pos_last=True)),
     "in-batch negatives": Mistake(
         "MoCo's negatives are the keys stored in the queue from earlier batches, not the other keys of the "
         "current batch; that is what lets it use many negatives with a small batch.",
-        _variant(_moco, in_batch=True)),
+        variant(_moco, in_batch=True)),
     "positive left out of the softmax": Mistake(
         "The positive is one of the candidates of the softmax: InfoNCE's denominator sums over the positive "
-        "and all the negatives.", _variant(_moco, pos_in_softmax=False)),
+        "and all the negatives.", variant(_moco, pos_in_softmax=False)),
     "sum instead of mean": Mistake(
-        "The loss is the mean over the N queries, not their sum.", _variant(_moco, reduce="sum")),
+        "The loss is the mean over the N queries, not their sum.", variant(_moco, reduce="sum")),
 }
 
 
@@ -148,15 +138,15 @@ def _alignment(z1, z2, alpha=2.0, *, normalise=True, power="alpha", reduce="mean
 
 ALIGNMENT_MISTAKES = {
     "not normalised": Mistake("Alignment is measured on the unit sphere: normalise both embeddings before "
-                              "taking distances.", _variant(_alignment, normalise=False)),
+                              "taking distances.", variant(_alignment, normalise=False)),
     "no power": Mistake("Each pair's distance is raised to the power alpha (2 by default) before averaging.",
-                        _variant(_alignment, power="none")),
+                        variant(_alignment, power="none")),
     "alpha ignored": Mistake("Use the exponent alpha you are given; it is not always 2.",
-                             _variant(_alignment, power="two")),
+                             variant(_alignment, power="two")),
     "sum instead of mean": Mistake("Alignment is an average over the positive pairs, not a sum.",
-                                   _variant(_alignment, reduce="sum")),
+                                   variant(_alignment, reduce="sum")),
     "1 - cosine": Mistake("Alignment uses the distance between the unit vectors; 1 - cos is only half of the "
-                          "squared distance.", _variant(_alignment, cosine=True)),
+                          "squared distance.", variant(_alignment, cosine=True)),
 }
 
 
@@ -180,15 +170,15 @@ def _uniformity(z, t=2.0, *, normalise=True, pairs="distinct", log=True, square=
 
 UNIFORMITY_MISTAKES = {
     "not normalised": Mistake("Uniformity is measured on the unit sphere: normalise the embeddings first.",
-                              _variant(_uniformity, normalise=False)),
+                              variant(_uniformity, normalise=False)),
     "self-pairs included": Mistake(
         "Only pairs of *different* points count. A point's zero distance to itself adds a constant to the "
-        "mean that hides the spread.", _variant(_uniformity, pairs="all")),
+        "mean that hides the spread.", variant(_uniformity, pairs="all")),
     "no log": Mistake("Uniformity is the log of the mean Gaussian potential; the log is missing.",
-                      _variant(_uniformity, log=False)),
+                      variant(_uniformity, log=False)),
     "distance not squared": Mistake("The Gaussian potential uses the *squared* distance between the points.",
-                                    _variant(_uniformity, square=False)),
-    "t ignored": Mistake("Use the t you are given; it is not always 2.", _variant(_uniformity, use_t=False)),
+                                    variant(_uniformity, square=False)),
+    "t ignored": Mistake("Use the t you are given; it is not always 2.", variant(_uniformity, use_t=False)),
 }
 
 

@@ -8,8 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sslkit.exercises.check_contrastive import _variant
-from sslkit.exercises.core import Mistake, Reporter, describe_mismatch
+from sslkit.exercises.core import Mistake, Reporter, describe_mismatch, variant
 
 OK = "ok"
 
@@ -36,21 +35,21 @@ def _knn(train_feats, train_labels, test_feats, num_classes, k=20, temperature=0
 KNN_MISTAKES = {
     "dot product": Mistake(
         "kNN here uses cosine similarity, which compares directions only: a long vector must not win just "
-        "because it is long. Put the features onto the unit sphere first.", _variant(_knn, sim="dot")),
+        "because it is long. Put the features onto the unit sphere first.", variant(_knn, sim="dot")),
     "Euclidean distance": Mistake(
         "The neighbours are the most *cosine*-similar training items (directions), not the closest ones in "
-        "Euclidean distance.", _variant(_knn, sim="euclid")),
+        "Euclidean distance.", variant(_knn, sim="euclid")),
     "unweighted votes": Mistake(
         "Each neighbour's vote is weighted by exp(similarity / temperature), so a very similar neighbour "
-        "counts more than a barely similar one.", _variant(_knn, weights="one")),
+        "counts more than a barely similar one.", variant(_knn, weights="one")),
     "temperature ignored": Mistake(
         "The vote weights divide the similarity by the temperature before the exponential; a low temperature "
-        "lets the nearest neighbours dominate.", _variant(_knn, weights="no_t")),
+        "lets the nearest neighbours dominate.", variant(_knn, weights="no_t")),
     "every training item votes": Mistake(
-        "Only the k most similar training items vote, not the whole training set.", _variant(_knn, all_vote=True)),
+        "Only the k most similar training items vote, not the whole training set.", variant(_knn, all_vote=True)),
     "first neighbour skipped": Mistake(
         "The test items are not in the training set, so the most similar training item is a real neighbour: "
-        "keep it (skip the first one only when a query can find itself).", _variant(_knn, skip_first=True)),
+        "keep it (skip the first one only when a query can find itself).", variant(_knn, skip_first=True)),
 }
 
 
@@ -98,16 +97,16 @@ def _stratified(labels, per_class, generator=None, *, first=False, replacement=F
 STRATIFIED_MISTAKES = {
     "always the first items": Mistake(
         "The labelled items must be a *random* sample of each class, not its first items: the order of a "
-        "dataset can mean anything (sorted by time, by source, ...).", _variant(_stratified, first=True)),
+        "dataset can mean anything (sorted by time, by source, ...).", variant(_stratified, first=True)),
     "drawn with replacement": Mistake(
         "Draw without replacement: an item picked twice is still only one labelled example.",
-        _variant(_stratified, replacement=True)),
+        variant(_stratified, replacement=True)),
     "not stratified": Mistake(
         "Draw per_class items from *every* class (stratified sampling), so that each class gets the same "
-        "number of labels.", _variant(_stratified, stratified=False)),
+        "number of labels.", variant(_stratified, stratified=False)),
     "generator ignored": Mistake(
         "Draw all randomness from the generator you are given, so that the same seed gives the same subset.",
-        _variant(_stratified, use_generator=False)),
+        variant(_stratified, use_generator=False)),
 }
 
 SIZES = (10, 12, 15, 9)                                   # items per class: unequal on purpose
@@ -197,19 +196,19 @@ def _pca(x, k, *, centre=True, project="centred", order="largest", coords="proje
 PCA_MISTAKES = {
     "not centred": Mistake(
         "Principal directions describe the spread around the mean: centre the data before looking for them.",
-        _variant(_pca, centre=False)),
+        variant(_pca, centre=False)),
     "raw data projected": Mistake(
         "Project the *centred* data: the coordinates are measured from the mean.",
-        _variant(_pca, project="raw")),
+        variant(_pca, project="raw")),
     "smallest variance first": Mistake(
         "The principal components are ordered by the variance they explain, largest first.",
-        _variant(_pca, order="smallest")),
+        variant(_pca, order="smallest")),
     "left singular vectors": Mistake(
         "The coordinates are the centred data projected onto the directions; the left singular vectors are "
-        "those coordinates divided by each component's singular value.", _variant(_pca, coords="u")),
+        "those coordinates divided by each component's singular value.", variant(_pca, coords="u")),
     "columns instead of rows": Mistake(
         "In the singular value decomposition of the centred data, U S V^T, the principal directions are the "
-        "columns of V, i.e. the *rows* of V^T.", _variant(_pca, coords="columns")),
+        "columns of V, i.e. the *rows* of V^T.", variant(_pca, coords="columns")),
 }
 
 

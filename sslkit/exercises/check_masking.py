@@ -8,8 +8,7 @@ from typing import Any
 
 import torch
 
-from sslkit.exercises.check_contrastive import _variant
-from sslkit.exercises.core import Mistake, Reporter
+from sslkit.exercises.core import Mistake, Reporter, variant
 
 OK = "ok"
 
@@ -37,27 +36,27 @@ def _random_masking(tokens, mask_ratio, generator=None, *, inverted=False, forwa
 RANDOM_MASKING_MISTAKES = {
     "mask inverted": Mistake(
         "The mask marks what the encoder does *not* see: True means removed (hidden), False means kept.",
-        _variant(_random_masking, inverted=True)),
+        variant(_random_masking, inverted=True)),
     "ids_restore is the shuffle": Mistake(
         "ids_restore must undo the shuffle: for each original position it says where that token sits in the "
         "shuffled order. The shuffle itself does the opposite; its inverse permutation is what the decoder "
-        "needs.", _variant(_random_masking, forward=True)),
+        "needs.", variant(_random_masking, forward=True)),
     "one mask for the whole batch": Mistake(
         "Every sample needs its own random mask: draw the random numbers per sample, not once per batch.",
-        _variant(_random_masking, per_batch=True)),
+        variant(_random_masking, per_batch=True)),
     "float rounding in the count": Mistake(
         "Compute the number of hidden tokens by rounding mask_ratio * N, then keep the rest; truncating "
         "N * (1 - mask_ratio) suffers from float rounding (10 * (1 - 0.9) is 0.999...).",
-        _variant(_random_masking, int_count=True)),
+        variant(_random_masking, int_count=True)),
     "generator ignored": Mistake(
         "Draw the randomness from the generator you are given, so that the same seed gives the same mask.",
-        _variant(_random_masking, use_generator=False)),
+        variant(_random_masking, use_generator=False)),
     "kept tokens cut off from the graph": Mistake(
         "The kept tokens must stay connected to the input tokens so that gradients reach them: select them "
-        "with tensor indexing, not through detached copies.", _variant(_random_masking, detach=True)),
+        "with tensor indexing, not through detached copies.", variant(_random_masking, detach=True)),
     "kept tokens picked by ids_restore": Mistake(
         "The kept tokens are the tokens at the positions ids_keep, the first K positions of the shuffled order; "
-        "ids_restore is a different permutation (its inverse).", _variant(_random_masking, kept_from_restore=True)),
+        "ids_restore is a different permutation (its inverse).", variant(_random_masking, kept_from_restore=True)),
 }
 
 
@@ -208,28 +207,28 @@ BERT_MASK_MISTAKES = {
     "every chosen token becomes [MASK]": Mistake(
         "Not every chosen token becomes [MASK]: 80% do, 10% become a random word and 10% stay as they are. "
         "[MASK] never appears in real text, so the model must also predict words it can see.",
-        _variant(_bert_mask, all_mask=True)),
+        variant(_bert_mask, all_mask=True)),
     "no ignore index": Mistake(
         "Only the chosen tokens are prediction targets; every other position gets the ignore index -100, "
-        "which the cross-entropy skips.", _variant(_bert_mask, no_ignore=True)),
+        "which the cross-entropy skips.", variant(_bert_mask, no_ignore=True)),
     "targets are the corrupted tokens": Mistake(
         "The targets are the *original* words at the chosen positions, not what the input shows there.",
-        _variant(_bert_mask, corrupted_targets=True)),
+        variant(_bert_mask, corrupted_targets=True)),
     "tokens that were not chosen corrupted": Mistake(
         "Only the chosen tokens are corrupted; all the others are left exactly as they are.",
-        _variant(_bert_mask, everywhere=True)),
+        variant(_bert_mask, everywhere=True)),
     "the three outcomes overlap": Mistake(
         "The three outcomes must not overlap: of the chosen tokens, 80% become [MASK], a *different* 10% a "
-        "random word, and the remaining 10% stay unchanged.", _variant(_bert_mask, overlap=True)),
+        "random word, and the remaining 10% stay unchanged.", variant(_bert_mask, overlap=True)),
     "special tokens as random words": Mistake(
         "A random replacement is an ordinary word of the vocabulary, never a special token like [PAD] or "
-        "[CLS].", _variant(_bert_mask, specials=True)),
+        "[CLS].", variant(_bert_mask, specials=True)),
     "one outcome per sequence": Mistake(
         "Each chosen token draws its own outcome, independently of the others in the sequence.",
-        _variant(_bert_mask, per_sequence=True)),
+        variant(_bert_mask, per_sequence=True)),
     "generator ignored": Mistake(
         "Draw the randomness from the generator you are given, so that the same seed gives the same result.",
-        _variant(_bert_mask, use_generator=False)),
+        variant(_bert_mask, use_generator=False)),
 }
 
 

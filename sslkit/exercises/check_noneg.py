@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslkit.exercises.check_contrastive import _variant, rand
-from sslkit.exercises.core import Mistake, Reporter, describe_mismatch
+from sslkit.exercises.core import Mistake, Reporter, describe_mismatch, rand, variant
 
 
 # ---- ema_update ----------------------------------------------------------------------------------
@@ -41,19 +40,19 @@ def _ema(target, online, momentum, *, swapped=False, which="target", in_place=Tr
 EMA_MISTAKES = {
     "momentum swapped": Mistake(
         "The momentum is the share the target *keeps* of its own value: with m close to 1 the target moves "
-        "only a little towards the online network at each step.", _variant(_ema, swapped=True)),
+        "only a little towards the online network at each step.", variant(_ema, swapped=True)),
     "online network updated": Mistake(
         "Only the target moves. The online network is trained by the optimiser and must stay as it is.",
-        _variant(_ema, which="online")),
+        variant(_ema, which="online")),
     "not in place": Mistake(
         "The target network's own parameters have to change: write the new values into them, rather than "
-        "computing new tensors that nothing keeps.", _variant(_ema, in_place=False)),
+        "computing new tensors that nothing keeps.", variant(_ema, in_place=False)),
     "momentum ignored": Mistake(
         "The target follows the online network slowly, keeping a share m of its old value; it does not "
-        "become a copy of the online network.", _variant(_ema, ignore_m=True)),
+        "become a copy of the online network.", variant(_ema, ignore_m=True)),
     "gradient tracking on": Mistake(
         "The target is not trained by gradients, so its update must not be recorded by autograd: do the "
-        "update with gradient tracking switched off.", _variant(_ema, no_grad=False)),
+        "update with gradient tracking switched off.", variant(_ema, no_grad=False)),
 }
 
 
@@ -100,20 +99,20 @@ def _variance(z, gamma=1.0, eps=1e-4, *, hinge=True, root=True, dim=0, use_eps=T
 VARIANCE_MISTAKES = {
     "no hinge": Mistake(
         "The variance term is a hinge: a dimension whose spread is already above gamma contributes nothing "
-        "(it is not rewarded for spreading further).", _variant(_variance, hinge=False)),
+        "(it is not rewarded for spreading further).", variant(_variance, hinge=False)),
     "variance instead of std": Mistake(
         "The hinge acts on the standard deviation (the square root of the variance), as in the paper.",
-        _variant(_variance, root=False)),
+        variant(_variance, root=False)),
     "spread across dimensions": Mistake(
         "The spread is measured per embedding dimension, across the samples of the batch.",
-        _variant(_variance, dim=1)),
+        variant(_variance, dim=1)),
     "eps missing": Mistake(
         "The small eps inside the square root keeps it, and its gradient, finite when a dimension has "
-        "collapsed to a constant.", _variant(_variance, use_eps=False)),
+        "collapsed to a constant.", variant(_variance, use_eps=False)),
     "biased variance": Mistake("VICReg uses the unbiased variance over the batch (dividing by N - 1).",
-                               _variant(_variance, unbiased=False)),
+                               variant(_variance, unbiased=False)),
     "sum over dimensions": Mistake("Average the hinge over the D dimensions rather than summing it.",
-                                   _variant(_variance, reduce="sum")),
+                                   variant(_variance, reduce="sum")),
 }
 
 
@@ -147,17 +146,17 @@ def _covariance(z, *, diag=False, centre=True, unbiased=True, per_entry=False, c
 COVARIANCE_MISTAKES = {
     "diagonal included": Mistake(
         "Only the off-diagonal covariances are penalised; the diagonal holds each dimension's variance, "
-        "which the variance term looks after.", _variant(_covariance, diag=True)),
+        "which the variance term looks after.", variant(_covariance, diag=True)),
     "not centred": Mistake("A covariance is computed from centred values: subtract each dimension's batch "
-                           "mean first.", _variant(_covariance, centre=False)),
+                           "mean first.", variant(_covariance, centre=False)),
     "biased covariance": Mistake("VICReg uses the unbiased covariance over the batch (dividing by N - 1).",
-                                 _variant(_covariance, unbiased=False)),
+                                 variant(_covariance, unbiased=False)),
     "mean over the entries": Mistake(
         "The paper sums the squared off-diagonal covariances and divides by D, not by the number of "
-        "off-diagonal entries.", _variant(_covariance, per_entry=True)),
+        "off-diagonal entries.", variant(_covariance, per_entry=True)),
     "correlation instead of covariance": Mistake(
         "This term uses the covariance itself: the dimensions are not standardised first (standardising "
-        "is what Barlow Twins does).", _variant(_covariance, correlation=True)),
+        "is what Barlow Twins does).", variant(_covariance, correlation=True)),
 }
 
 
@@ -182,22 +181,22 @@ def _teacher(logits, center, temperature=0.04, *, centring="sub", temp="div", di
 DINO_TEACHER_MISTAKES = {
     "no centring": Mistake(
         "Centring subtracts the running centre from the teacher's outputs before the softmax; it keeps one "
-        "output dimension from winning for every image.", _variant(_teacher, centring="none")),
+        "output dimension from winning for every image.", variant(_teacher, centring="none")),
     "centre added": Mistake("The centre is subtracted from the teacher's outputs, not added.",
-                            _variant(_teacher, centring="add")),
+                            variant(_teacher, centring="add")),
     "batch mean as centre": Mistake(
         "Centre with the running centre you are given (an average over many past batches), not with the "
-        "mean of this batch.", _variant(_teacher, centring="batch")),
+        "mean of this batch.", variant(_teacher, centring="batch")),
     "no sharpening": Mistake("Sharpening divides the centred outputs by the low teacher temperature before "
-                             "the softmax.", _variant(_teacher, temp="none")),
+                             "the softmax.", variant(_teacher, temp="none")),
     "temperature multiplies": Mistake("The temperature divides the logits (a low temperature sharpens); here "
-                                      "it multiplies them.", _variant(_teacher, temp="mul")),
+                                      "it multiplies them.", variant(_teacher, temp="mul")),
     "softmax over the batch": Mistake(
         "Each image's targets are a distribution over the K outputs: the softmax runs over the output "
-        "dimension, not over the images of the batch.", _variant(_teacher, dim=0)),
+        "dimension, not over the images of the batch.", variant(_teacher, dim=0)),
     "gradient into the teacher": Mistake(
         "The teacher's outputs are targets: no gradient may flow back into them.",
-        _variant(_teacher, detach=False)),
+        variant(_teacher, detach=False)),
 }
 
 
@@ -237,17 +236,17 @@ def _center(center, logits, momentum=0.9, *, swapped=False, ema=True, reduce="me
 
 CENTER_MISTAKES = {
     "momentum swapped": Mistake("The momentum is the share of the old centre that is kept; the new batch "
-                                "contributes only 1 - momentum.", _variant(_center, swapped=True)),
+                                "contributes only 1 - momentum.", variant(_center, swapped=True)),
     "no moving average": Mistake("The centre is a running average over batches: blend the old centre with "
-                                 "this batch's mean rather than replacing it.", _variant(_center, ema=False)),
+                                 "this batch's mean rather than replacing it.", variant(_center, ema=False)),
     "sum over the batch": Mistake("Use the batch *mean* of the teacher's outputs, so that the centre does not "
-                                  "depend on the batch size.", _variant(_center, reduce="sum")),
+                                  "depend on the batch size.", variant(_center, reduce="sum")),
     "mean over the outputs": Mistake("The centre has one entry per output dimension: average the teacher's "
-                                     "outputs over the images of the batch.", _variant(_center, dim=1)),
+                                     "outputs over the images of the batch.", variant(_center, dim=1)),
     "changes the centre in place": Mistake("Return the new centre and leave the tensor you were given as it was.",
-                                           _variant(_center, in_place=True)),
+                                           variant(_center, in_place=True)),
     "gradient into the centre": Mistake("The centre is a running statistic, not part of the computation graph: "
-                                        "no gradient should reach it.", _variant(_center, no_grad=False)),
+                                        "no gradient should reach it.", variant(_center, no_grad=False)),
 }
 
 

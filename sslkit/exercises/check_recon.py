@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sslkit.exercises.check_contrastive import _variant, rand
-from sslkit.exercises.core import Mistake, Reporter
+from sslkit.exercises.core import Mistake, Reporter, rand, variant
 
 
 # ---- patchify ------------------------------------------------------------------------------------
@@ -20,17 +19,17 @@ def _patchify(x, patch_size, *, order=(0, 2, 4, 3, 5, 1), plain=False):
 PATCHIFY_MISTAKES = {
     "channels first inside a patch": Mistake(
         "Inside a patch the numbers go pixel by pixel and each pixel keeps its channels together: "
-        "(row, column, channel) order, channels last.", _variant(_patchify, order=(0, 2, 4, 1, 3, 5))),
+        "(row, column, channel) order, channels last.", variant(_patchify, order=(0, 2, 4, 1, 3, 5))),
     "a plain reshape": Mistake(
         "A reshape alone only cuts the flat memory into pieces, and the pixels of one patch are not "
         "next to each other in memory. Split each image side into (patches, pixels within a patch) and "
-        "reorder the axes before flattening.", _variant(_patchify, plain=True)),
+        "reorder the axes before flattening.", variant(_patchify, plain=True)),
     "patches numbered column by column": Mistake(
         "Patches are numbered row by row: left to right along the top row of patches, then the next row, "
-        "like reading text.", _variant(_patchify, order=(0, 4, 2, 3, 5, 1))),
+        "like reading text.", variant(_patchify, order=(0, 4, 2, 3, 5, 1))),
     "pixels column by column": Mistake(
         "Inside a patch the pixels go row by row as well (all pixels of its first row, then the second).",
-        _variant(_patchify, order=(0, 2, 4, 5, 3, 1))),
+        variant(_patchify, order=(0, 2, 4, 5, 3, 1))),
 }
 
 
@@ -63,28 +62,28 @@ def _mse(pred, target, mask, norm_pix=False, *, where="masked", per_pixel="mean"
 MASKED_MSE_MISTAKES = {
     "all patches": Mistake(
         "MAE's loss averages over the hidden patches only: the visible ones were given to the encoder, so "
-        "predicting them is trivial and would only dilute the signal.", _variant(_mse, where="all", empty="nan")),
+        "predicting them is trivial and would only dilute the signal.", variant(_mse, where="all", empty="nan")),
     "mask the wrong way round": Mistake(
         "In the mask, True marks the *removed* (hidden) patches, and those are the ones to reconstruct.",
-        _variant(_mse, where="visible")),
+        variant(_mse, where="visible")),
     "squared errors summed over the pixels": Mistake(
         "Each patch's error is the *mean* squared error over its pixels, not the sum.",
-        _variant(_mse, per_pixel="sum")),
+        variant(_mse, per_pixel="sum")),
     "divided by all patches": Mistake(
         "Average over the hidden patches: divide by how many patches are hidden, not by the number of all "
-        "patches.", _variant(_mse, denominator="all")),
+        "patches.", variant(_mse, denominator="all")),
     "norm_pix ignored": Mistake(
         "When norm_pix is on, each *target* patch is first normalised by its own mean and standard deviation.",
-        _variant(_mse, use_norm=False)),
+        variant(_mse, use_norm=False)),
     "prediction normalised too": Mistake(
         "Only the targets are normalised; the prediction stays as it is (the network learns to predict "
-        "normalised patches).", _variant(_mse, norm_pred=True)),
+        "normalised patches).", variant(_mse, norm_pred=True)),
     "biased variance in norm_pix": Mistake(
         "norm_pix uses the unbiased variance of each patch (dividing by the number of values minus 1), as "
-        "MAE does.", _variant(_mse, unbiased=False)),
+        "MAE does.", variant(_mse, unbiased=False)),
     "NaN when nothing is hidden": Mistake(
         "When no patch is hidden there is nothing to reconstruct: the loss should be 0, not 0 / 0.",
-        _variant(_mse, empty="nan")),
+        variant(_mse, empty="nan")),
 }
 
 
@@ -119,16 +118,16 @@ def _decoder_input(kept, mask_token, ids_restore, *, unshuffle=True, inverse=Fal
 DECODER_INPUT_MISTAKES = {
     "not unshuffled": Mistake(
         "The encoded tokens come in shuffled order (the kept ones first); the decoder needs every token back "
-        "at its original position, which is what ids_restore encodes.", _variant(_decoder_input, unshuffle=False)),
+        "at its original position, which is what ids_restore encodes.", variant(_decoder_input, unshuffle=False)),
     "shuffled again": Mistake(
         "ids_restore undoes the shuffle: for each original position it gives where that token sits in the "
-        "shuffled sequence. Its inverse shuffles a second time instead.", _variant(_decoder_input, inverse=True)),
+        "shuffled sequence. Its inverse shuffles a second time instead.", variant(_decoder_input, inverse=True)),
     "mask tokens first": Mistake(
         "In the shuffled order the kept tokens come first and the hidden ones after them, so the mask tokens "
-        "are appended after the kept tokens.", _variant(_decoder_input, mask_first=True)),
+        "are appended after the kept tokens.", variant(_decoder_input, mask_first=True)),
     "zeros instead of the mask token": Mistake(
         "The hidden positions get the learned mask token, not zeros: the decoder needs a placeholder it can "
-        "learn.", _variant(_decoder_input, zeros=True)),
+        "learn.", variant(_decoder_input, zeros=True)),
 }
 
 

@@ -296,6 +296,19 @@ class Reporter:
         return res
 
 
+# ---- helpers for the checkers --------------------------------------------------------------------
+def variant(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
+    """``fn`` with keyword ``options`` fixed: one deliberate deviation, for a mistake catalogue."""
+    def wrong(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs, **options)
+    return wrong
+
+
+def rand(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal values from their own seeded generator (cases never touch the global RNG)."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
 # ---- comparison ----------------------------------------------------------------------------------
 def _same(a: Any, b: Any, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
     """Equal observations: tensors of one shape and dtype with close values (NaN equals NaN),

@@ -163,6 +163,7 @@ def student_notebook(nb: dict, *, name: str = "notebook", only: str | None = Non
     nb = copy.deepcopy(nb)
     info = Stripped(Path(name), Path(name))
     secret: set[str] = set()
+    points: dict[str, float] = {}
     public: set[str] = set()   # lines of the solution notebook outside any giveaway: never secret
     cells = []
     for i, cell in enumerate(nb.get("cells", [])):
@@ -193,6 +194,7 @@ def student_notebook(nb: dict, *, name: str = "notebook", only: str | None = Non
                 info.blocks += sum(1 for line in src.splitlines() if line.strip() == BEGIN)
                 found = exs or [m.group(1) for m in map(_DEF.match, src.splitlines()) if m and m.group(1) in EXERCISES]
                 info.exercises += [e for e in found if e not in info.exercises]
+                points.update({e: nb_points([e], meta) for e in found})
             src = strip_source(src, where=where)
             if graded and "check" in role and exs:
                 src = _graded_check(exs)
@@ -214,7 +216,7 @@ def student_notebook(nb: dict, *, name: str = "notebook", only: str | None = Non
     meta = nb.setdefault("metadata", {})
     meta.pop("widgets", None)  # stored widget state belongs to the executed run
     exercises = [e for e in info.exercises if only is None or e == only]
-    meta["sslkit"] = {"exercises": {e: EXERCISES[e].points if e in EXERCISES else 1 for e in exercises}}
+    meta["sslkit"] = {"exercises": {e: points[e] for e in exercises}}
     secret = {_norm(x) for x in secret if len(_norm(x)) >= _MIN_SECRET} - {_norm(x) for x in public}
     return nb, info, secret
 

@@ -48,7 +48,9 @@ def masking_explorer(images: object, patch_size: int | None = None, mask_ratio: 
         g = torch.Generator(device=x.device).manual_seed(int(seed_w.value))
         ratio, mode_v = controls["mask_ratio"].value, controls["mode"].value
         mask = patch_mask(x, p, ratio, mode_v, g)  # (n, N)
-        fig = figure(max(2.4, 1.1 * len(x)), 2.4)   # wide enough for the title with 1-2 images
+        # 1.1 in (106 page px) per image row, as wide as the images' aspect asks, and wide enough
+        # for the title with 1-2 images
+        fig = figure(max(2.6, 1.1 * len(x) * W / H), 2.5)
         for i in range(len(x)):
             for row, img in enumerate((x[i], overlay_patches(x[i], mask[i], p))):
                 draw_image(fig.add_subplot(2, len(x), row * len(x) + i + 1), img.cpu())

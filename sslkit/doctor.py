@@ -136,15 +136,34 @@ def zoo_dir() -> Path:
     return Path(sslkit.__file__).parent / "zoo"
 
 
+def zoo_rows() -> list[Row]:
+    """The zoo's weights folder, how many entries are built, and whether their files are intact."""
+    if not zoo_dir().is_dir():
+        return [Row("model zoo", "not installed", essential=False)]
+    try:
+        from sslkit import zoo
+    except Exception as err:  # the folder is there but the module does not import
+        return [Row("model zoo", f"{zoo_dir()} - cannot import sslkit.zoo: {type(err).__name__}: {err}",
+                    ok=False, essential=False)]
+    built = zoo.names(built=True)
+    rows = [Row("model zoo", f"{zoo.WEIGHTS_DIR} ({len(built)} of {len(zoo.names())} entries built"
+                             + ("" if built else "; sslkit zoo build --all makes them") + ")", essential=False)]
+    for name in built:
+        try:
+            zoo.verify(name)  # sha256 of the weights against the card
+            rows.append(Row(f"  {name}", "ok (sha256 matches its card)", essential=False))
+        except Exception as err:
+            rows.append(Row(f"  {name}", f"{type(err).__name__}: {err}", ok=False, essential=False))
+    return rows
+
+
 def location_rows(root: str) -> list[Row]:
     rows = []
     data = Path(root).resolve()
     rows.append(Row("data root", f"{data} ({'exists' if data.is_dir() else 'not there yet: made on first download'};"
                                  " --root / root= choose another)", essential=False))
     rows += _real_datasets(data)
-    zoo = zoo_dir()
-    rows.append(Row("model zoo", str(zoo) if zoo.is_dir() else "not installed", essential=False))
-    return rows
+    return rows + zoo_rows()
 
 
 def _real_datasets(data: Path) -> list[Row]:

@@ -38,12 +38,22 @@ def test_report_on_this_machine(tmp_path, monkeypatch):
     assert text.rstrip().endswith("everything essential works")
 
 
-def test_zoo_path_when_installed(tmp_path, monkeypatch):
-    (tmp_path / "zoo").mkdir()
-    monkeypatch.setattr(doctor, "zoo_dir", lambda: tmp_path / "zoo")
-    rows = {r.name: r.value for r in doctor.location_rows(str(tmp_path))}
-    assert rows["model zoo"] == str(tmp_path / "zoo")
-    assert rows["data root"].startswith(f"{tmp_path} (exists")
+def test_zoo_folder_entries_and_their_files(tmp_path, monkeypatch):
+    from sslkit import zoo
+    rows = {r.name.strip(): r for r in doctor.location_rows(str(tmp_path))}
+    assert rows["data root"].value.startswith(f"{tmp_path} (exists")
+    built = zoo.names(built=True)
+    assert rows["model zoo"].value.startswith(f"{zoo.WEIGHTS_DIR} ({len(built)} of {len(zoo.names())} entries built")
+    # a built entry whose weights do not match their card is named (not essential to run the kit)
+    monkeypatch.setattr(zoo, "names", lambda built=None: ["simclr_shapes"])
+
+    def verify(name):
+        raise zoo.ZooError("zoo weights simclr_shapes.pt do not match their card")
+
+    monkeypatch.setattr(zoo, "verify", verify)
+    rows = {r.name.strip(): r for r in doctor.zoo_rows()}
+    assert not rows["simclr_shapes"].ok and not rows["simclr_shapes"].essential
+    assert "do not match their card" in rows["simclr_shapes"].value
 
 
 def test_a_dataset_that_does_not_load_fails_the_check(monkeypatch):

@@ -25,6 +25,8 @@ class TextTransformer(nn.Module):
     read the ids back to the host, a sync on every training step.
     """
 
+    input_kind = "text"
+
     def __init__(self, vocab_size: int, max_len: int = 128, embed_dim: int = 128, depth: int = 4,
                  num_heads: int = 4, mlp_ratio: float = 4.0, pad_id: int | None = 0) -> None:
         super().__init__()

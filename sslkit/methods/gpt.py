@@ -104,8 +104,8 @@ class GPT(Method):
         """Continue ``prompt`` by sampling ``max_new_tokens`` tokens one at a time.
 
         Each token is drawn from ``softmax(logits / temperature)`` restricted to the ``top_k`` most
-        likely tokens (None = all). ``temperature=0`` takes the most likely token (greedy, as does
-        ``top_k=1``); higher temperatures flatten the distribution. Padding, [MASK] and [CLS] are
+        likely tokens (None = all). ``temperature=0`` takes the most likely token (greedy; so does
+        ``top_k=1``, and temperatures near 0); higher temperatures flatten the distribution. Padding, [MASK] and [CLS] are
         never drawn. A str prompt returns the continuation as text (prompt not repeated); a (B, L)
         id tensor returns (B, L + max_new_tokens) ids. ``generator`` (on the model's device) makes
         the samples reproducible.
@@ -119,7 +119,7 @@ class GPT(Method):
         start = ids.shape[1]
         for _ in range(max_new_tokens):
             logits = self._next_logits(ids)                                  # (B, V)
-            if temperature == 0 or top_k == 1:
+            if temperature == 0:
                 nxt = logits.argmax(-1, keepdim=True)                        # (B, 1) greedy
             else:
                 logits = logits / temperature

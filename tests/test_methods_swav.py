@@ -100,19 +100,37 @@ def _sinkhorn_worker(rank: int, init_file: str, out_dir: str) -> None:
     try:
         s = cosine_scores(16, 6, seed=3).float()
         torch.save(losses.sinkhorn(distributed.shard(s)), os.path.join(out_dir, f"codes{rank}.pt"))
+        # the prototype freeze under DDP (as fit wraps it): no gradient, no change, then training
+        torch.manual_seed(0)
+        method = tiny(freeze_prototypes=2)
+        ddp = torch.nn.parallel.DistributedDataParallel(method, find_unused_parameters=method.find_unused_parameters)
+        opt = torch.optim.AdamW(method.parameters(), lr=1e-2, weight_decay=0.1)
+        start, log = method.prototypes.weight.detach().clone(), []
+        torch.manual_seed(rank)
+        for k in (1, 2, 3):
+            out = ddp(torch.rand(8, 1, 8, 8))
+            opt.zero_grad()
+            out["loss"].backward()
+            grad = method.prototypes.weight.grad
+            opt.step()
+            method.on_step_end(k, 3)
+            log.append((grad is None, torch.equal(method.prototypes.weight, start)))
+        torch.save(log, os.path.join(out_dir, f"freeze{rank}.pt"))
     finally:
         tdist.destroy_process_group()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_distributed_sinkhorn_equals_one_process_on_the_whole_batch(tmp_path):
+def test_distributed_sinkhorn_and_freeze_match_one_process(tmp_path):
     mp.spawn(_sinkhorn_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     parts = [torch.load(tmp_path / f"codes{r}.pt", weights_only=True) for r in range(2)]
     whole = losses.sinkhorn(cosine_scores(16, 6, seed=3).float())
     torch.testing.assert_close(torch.cat(parts), whole, rtol=1e-5, atol=1e-7)
     # the local rows alone would give other codes: the all-reduce matters
     assert not torch.allclose(losses.sinkhorn(cosine_scores(16, 6, seed=3).float()[:8]), parts[0])
+    for r in range(2):   # frozen for 2 steps under DDP too: gradient None, weights unchanged; then trained
+        assert torch.load(tmp_path / f"freeze{r}.pt") == [(True, True), (True, True), (False, False)]
 
 
 # --- swav_loss ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ Sinkhorn's equipartition is what prevents collapse: without it every image could
 prototype. Small batches cannot be spread over many prototypes, so a queue of the projections of the
 last batches (scored against the current prototypes) joins the Sinkhorn problem once it is full; it
 starts filling after ``queue_start`` steps, as the official code starts it after some epochs. The
-prototypes are frozen (their gradient dropped, as the official code sets it to None) during the first
+prototypes are frozen (no gradient; the official code drops theirs) during the first
 ``freeze_prototypes`` steps, and re-normalised to unit length after every step.
 Notebook helpers: ``scores(x)``, ``codes(x, sinkhorn=True/False)``, ``assign(x)`` (prototype per image).
 """
@@ -102,14 +102,12 @@ class SwAV(Method):
         self.register_buffer("queue_fill", torch.zeros((), dtype=torch.long))       # rows written
         self._steps, self._fill = 0, 0
         self.register_load_state_dict_post_hook(lambda module, keys: module._sync_counters())
-        self.prototypes.weight.register_post_accumulate_grad_hook(self._maybe_freeze)
+        # While frozen the prototypes get no gradient at all; DDP must then be told that a parameter
+        # can go unused (``fit`` reads this attribute), and leaves its gradient None as well.
+        self.find_unused_parameters = c.freeze_prototypes > 0
 
     def _sync_counters(self) -> None:
         self._steps, self._fill = int(self.steps_done), int(self.queue_fill)
-
-    def _maybe_freeze(self, p: torch.Tensor) -> None:
-        if self._steps < self.config.freeze_prototypes:
-            p.grad = None       # the optimiser skips a parameter without gradient: no update at all
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -156,7 +154,10 @@ class SwAV(Method):
         x = check_images(batch)                                          # (B, C, H, W)
         c = self.config
         z = self.project(self.crops(x))                                  # (V, B, P) unit vectors
-        scores = self.prototypes(z)                                      # (V, B, K) cosines
+        w = self.prototypes.weight                                       # (K, P) unit rows
+        if self._steps < c.freeze_prototypes:   # frozen: no gradient, so the optimiser skips them
+            w = w.detach()                      # (the official code computes it and sets it to None)
+        scores = z @ w.T                                                 # (V, B, K) cosines
         (q1, used), (q2, _) = self._code(scores[0].detach(), z[0].detach(), 0), \
             self._code(scores[1].detach(), z[1].detach(), 1)
         if self.queue.shape[1] > 0 and self.training and self._steps >= c.queue_start:

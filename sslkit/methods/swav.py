@@ -137,18 +137,27 @@ class SwAV(Method):
         return F.normalize(torch.cat(out), dim=1).unflatten(0, (len(crops), -1))
 
     @torch.no_grad()
-    def _code(self, scores: torch.Tensor, z: torch.Tensor, i: int) -> tuple[torch.Tensor, bool]:
-        """Sinkhorn codes (B, K) of global crop ``i``, with the queue's rows when it is full; then the
-        queue takes this batch's projections ``z`` (B, P) (training mode, after ``queue_start``)."""
-        c, b = self.config, scores.shape[0]
-        length = self.queue.shape[1]
+    def _codes(self, scores: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """Sinkhorn codes (2, B, K) of the 2 global crops from their ``scores`` (2, B, K); once the
+        queue is full (as the official code: not before) its rows join each crop's problem, scored
+        against the current prototypes. Also returns whether the queue was used."""
+        c, b, length = self.config, scores.shape[1], self.queue.shape[1]
         use_queue = length > 0 and self._fill >= length
-        if use_queue:    # the queued projections scored against the current prototypes
-            scores = torch.cat([self.queue[i] @ self.prototypes.weight.T, scores])     # (L + B, K)
-        q = losses.sinkhorn(scores, c.epsilon, c.sinkhorn_iterations)[-b:]            # (B, K)
-        if length > 0 and self.training and self._steps >= c.queue_start:
-            self.queue[i] = torch.cat([z.to(self.queue.dtype), self.queue[i]])[:length]
-        return q, use_queue
+        codes = []
+        for i in (0, 1):
+            s = scores[i]                                                             # (B, K)
+            if use_queue:
+                s = torch.cat([self.queue[i] @ self.prototypes.weight.T, s])          # (L + B, K)
+            codes.append(losses.sinkhorn(s, c.epsilon, c.sinkhorn_iterations)[-b:])  # this batch's rows
+        return torch.stack(codes), use_queue
+
+    @torch.no_grad()
+    def _enqueue(self, z: torch.Tensor) -> None:
+        """Put the global crops' projections ``z`` (2, B, P) in front of the queue (oldest rows drop out)."""
+        length = self.queue.shape[1]
+        self.queue.copy_(torch.cat([z.to(self.queue.dtype), self.queue], dim=1)[:, :length])
+        self._fill = min(self._fill + z.shape[1], length)
+        self.queue_fill.fill_(self._fill)
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
@@ -158,16 +167,15 @@ class SwAV(Method):
         if self._steps < c.freeze_prototypes:   # frozen: no gradient, so the optimiser skips them
             w = w.detach()                      # (the official code computes it and sets it to None)
         scores = z @ w.T                                                 # (V, B, K) cosines
-        (q1, used), (q2, _) = self._code(scores[0].detach(), z[0].detach(), 0), \
-            self._code(scores[1].detach(), z[1].detach(), 1)
+        codes, used_queue = self._codes(scores[:2].detach())             # (2, B, K), global crops only
+        # The queue fills in training mode once queue_start steps are done (evaluation leaves it).
         if self.queue.shape[1] > 0 and self.training and self._steps >= c.queue_start:
-            self._fill = min(self._fill + x.shape[0], self.queue.shape[1])
-            self.queue_fill.fill_(self._fill)
-        loss = losses.swav_loss(scores, torch.stack([q1, q2]), c.temperature)
+            self._enqueue(z[:2].detach())
+        loss = losses.swav_loss(scores, codes, c.temperature)
         with torch.no_grad():   # share of the prototypes that are some image's nearest (1 = all in use)
-            used_protos = (torch.bincount(scores[0].argmax(-1), minlength=c.n_prototypes) > 0).float().mean()
-        return {"loss": loss, "prototypes_used": used_protos, "std": normalized_std(z[0]),
-                "queue": torch.tensor(float(used), device=x.device)}
+            used = (torch.bincount(scores[0].argmax(-1), minlength=c.n_prototypes) > 0).float().mean()
+        return {"loss": loss, "prototypes_used": used, "std": normalized_std(z[0]),
+                "queue": torch.tensor(float(used_queue), device=x.device)}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """After optimiser step ``step`` (1..total_steps): count the step, re-normalise the prototypes

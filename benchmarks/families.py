@@ -1,8 +1,9 @@
 """Does each of the newer families learn? SwAV on images (kNN), GPT and word2vec on ``corpus``.
 
     python benchmarks/families.py swav --data digits --steps 300
-    python benchmarks/families.py gpt --steps 600 --batch-size 32
-    python benchmarks/families.py word2vec --steps 1000
+    python benchmarks/families.py gpt --steps 400 --batch-size 32 --lr 1e-3
+    python benchmarks/families.py word2vec --steps 600
+    python benchmarks/families.py mlm --steps 400 --batch-size 32 --lr 1e-3
 
 Fixed step counts, one thread (set OMP_NUM_THREADS=1 too), seed 0. Every table has the baselines:
 raw pixels and random init for images; for text the unigram/bigram perplexities, a bag-of-words
@@ -53,7 +54,7 @@ def run_swav(args) -> None:
     method = sslkit.create("swav", data=train, **config)
     untrained = copy.deepcopy(method)
     t0 = time.perf_counter()
-    hist = sslkit.fit(method, train, steps=args.steps, batch_size=args.batch_size, progress=False,
+    hist = sslkit.fit(method, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, progress=False,
                       device="cpu", seed=0, monitor_collapse=False)
     secs = time.perf_counter() - t0
     print(f"swav on {args.data}: {args.steps} steps at batch {args.batch_size} in {secs:.0f} s, config {config}; "
@@ -69,11 +70,12 @@ def run_swav(args) -> None:
             counts = torch.bincount(model.assign(x, sinkhorn=sk), minlength=model.config.n_prototypes)
             print(f"  {name:<9} assign(test, sinkhorn={sk!s:<5}): {int((counts > 0).sum())} prototypes used, "
                   f"largest takes {int(counts.max())} of {len(x)} images")
-    purity = torch.zeros(())
-    a = method.assign(x)
-    for p in a.unique():
-        purity += test.labels[a == p].bincount().max()
-    print(f"  cluster purity of assign(test) (majority class per prototype): {100 * purity.item() / len(x):.1f}%")
+    for name, model, sk in (("untrained", untrained, True), ("swav", method, False)):
+        a, purity = model.assign(x, sinkhorn=sk), 0
+        for p in a.unique():
+            purity += int(test.labels[a == p].bincount().max())
+        print(f"  cluster purity of {name} assign(test, sinkhorn={sk}) (majority class per prototype): "
+              f"{100 * purity / len(x):.1f}%")
 
 
 def text_baselines(train, test) -> None:
@@ -104,16 +106,37 @@ def run_gpt(args) -> None:
                 print(f"  step {evals[-1][0]:5d}: train loss {evals[-1][2]:.3f}, test perplexity {evals[-1][1]:7.1f}",
                       flush=True)
     t0 = time.perf_counter()
-    sslkit.fit(method, train, steps=args.steps, batch_size=args.batch_size, progress=False, device="cpu",
-               seed=0, monitor_collapse=False, callbacks=[Val()])
+    sslkit.fit(method, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, progress=False,
+               device="cpu", seed=0, monitor_collapse=False, callbacks=[Val()])
     method.eval()
     print(f"  trained {args.steps} steps at batch {args.batch_size} in {time.perf_counter() - t0:.0f} s; "
           f"test perplexity {method.perplexity(test.x):.1f} (train {method.perplexity(train.x):.1f})")
     print(f"  probe: gpt (mean pooling)                  {100 * probe(method, train, test):5.1f}")
+    if args.save:
+        torch.save(method.state_dict(), args.save)
     g = torch.Generator().manual_seed(0)
     for prompt in ("the value of", "a class", "if the"):
         print(f"  {prompt!r} -> greedy {method.generate(prompt, 12, temperature=0)!r}")
         print(f"  {'':>{len(prompt) + 2}}    T=0.8 top-10 {method.generate(prompt, 12, 0.8, 10, g)!r}")
+
+
+def run_mlm(args) -> None:
+    """The masked-LM counterpart of ``gpt`` on the same corpus, steps and probe (for comparison)."""
+    train, test = sslkit.data.load("corpus"), sslkit.data.load("corpus", split="test")
+    torch.manual_seed(0)
+    method = sslkit.create("mlm", data=train)
+    print(f"mlm on corpus: probe of the untrained encoder (CLS) {100 * probe(method, train, test):5.1f}")
+    t0 = time.perf_counter()
+    hist = sslkit.fit(method, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, progress=False,
+                      device="cpu", seed=0, monitor_collapse=False)
+    print(f"  trained {args.steps} steps at batch {args.batch_size} in {time.perf_counter() - t0:.0f} s; "
+          f"loss {hist.loss[0]:.3f} -> {hist.loss[-1]:.3f}, masked-token accuracy {hist.terms['acc'][-1]:.2f}")
+    print(f"  probe: mlm (CLS output)                    {100 * probe(method, train, test):5.1f}")
+
+    def mean_pool(ids):
+        h, keep = method.backbone.forward_tokens(ids), (ids != 0).unsqueeze(-1).float()
+        return (h * keep).sum(1) / keep.sum(1).clamp_min(1)
+    print(f"  probe: mlm (mean of the outputs)           {100 * probe(mean_pool, train, test):5.1f}")
 
 
 def run_word2vec(args) -> None:
@@ -125,11 +148,13 @@ def run_word2vec(args) -> None:
     untrained = copy.deepcopy(method)
     print(f"  probe: untrained vectors (mean)            {100 * probe(untrained, train, test):5.1f}")
     t0 = time.perf_counter()
-    hist = sslkit.fit(method, train, steps=args.steps, batch_size=args.batch_size, progress=False, device="cpu",
-                      seed=0, monitor_collapse=False)
+    hist = sslkit.fit(method, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr, progress=False,
+                      device="cpu", seed=0, monitor_collapse=False)
     print(f"  trained {args.steps} steps at batch {args.batch_size} in {time.perf_counter() - t0:.0f} s; "
           f"loss {hist.loss[0]:.3f} -> {hist.loss[-1]:.3f}, pos {hist.terms['pos'][-1]:.2f}, neg {hist.terms['neg'][-1]:.2f}")
     print(f"  probe: word2vec (mean of vectors)          {100 * probe(method, train, test):5.1f}")
+    if args.save:
+        torch.save(method.state_dict(), args.save)
     for w in ("class", "int", "list", "true", "dict", "string", "raise", "loop", "float"):
         print(f"  nearest {w!r}: " + ", ".join(f"{n} {s:.2f}" for n, s in method.nearest(w, 6)))
     for a, b, c in (("int", "integer", "float"), ("true", "false", "yes"), ("list", "lists", "tuple"),
@@ -145,17 +170,19 @@ def run_word2vec(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("part", choices=("swav", "gpt", "word2vec"))
+    p.add_argument("part", choices=("swav", "gpt", "word2vec", "mlm"))
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=None, help="None: the method's default_lr x batch / 256")
     p.add_argument("--data", default="digits")
     p.add_argument("--every", type=int, default=100, help="gpt: test perplexity every this many steps")
     p.add_argument("--queue", type=int, default=0)
     p.add_argument("--queue-start", type=int, default=0)
     p.add_argument("--prototypes", type=int, default=0)
+    p.add_argument("--save", default=None, help="write the trained method's state_dict here")
     args = p.parse_args()
     torch.set_num_threads(1)
-    {"swav": run_swav, "gpt": run_gpt, "word2vec": run_word2vec}[args.part](args)
+    {"swav": run_swav, "gpt": run_gpt, "word2vec": run_word2vec, "mlm": run_mlm}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -148,10 +148,16 @@ class ViT(nn.Module):
             self.register_buffer("pos_embed", pos[None])                            # (1, 1+N, D)
         else:
             self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, embed_dim))  # CLS first
-            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The ViT's own initialisation, of every parameter (also what ``eval.random_init`` calls)."""
+        self.patch_embed.reset_parameters()
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.positions == "learned":
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(init_weights)
 
     def _pos(self, grid_h: int, grid_w: int) -> torch.Tensor:

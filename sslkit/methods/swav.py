@@ -122,7 +122,8 @@ class SwAV(Method):
             views = "weak" if min(x.shape[-2:]) <= WEAK_MAX_SIZE and not c.n_local else "multicrop"
         if views == "multicrop":
             return pretext.multicrop(x, n_global=2, n_local=4 if c.n_local is None else c.n_local,
-                                     global_scale=c.global_scale, local_scale=c.local_scale)
+                                     global_scale=c.global_scale, local_scale=c.local_scale,
+                                     patch_size=getattr(self.backbone, "patch_size", 1))  # ViT: whole patches
         return list(two_views(x, views))
 
     def project(self, crops: list[torch.Tensor]) -> torch.Tensor:
@@ -173,9 +174,10 @@ class SwAV(Method):
             self._enqueue(z[:2].detach())
         loss = losses.swav_loss(scores, codes, c.temperature)
         with torch.no_grad():   # share of the prototypes that are some image's nearest (1 = all in use)
-            used = (torch.bincount(scores[0].argmax(-1), minlength=c.n_prototypes) > 0).float().mean()
+            hit = torch.zeros(c.n_prototypes, device=x.device)   # scatter, not bincount: no host sync
+            used = hit.index_fill_(0, scores[0].argmax(-1), 1.0).mean()
         return {"loss": loss, "prototypes_used": used, "std": normalized_std(z[0]),
-                "queue": torch.tensor(float(used_queue), device=x.device)}
+                "queue": torch.full((), float(used_queue), device=x.device)}  # a fill, no copy
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """After optimiser step ``step`` (1..total_steps): count the step, re-normalise the prototypes

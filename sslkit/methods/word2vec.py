@@ -85,7 +85,8 @@ def skipgram_pairs(ids: torch.Tensor, keep_prob: torch.Tensor, window: int,
     # MAE-style argsort: kept words first, in order; dropped words vanish from the windows.
     order = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)
     centre, kept = ids.gather(1, order), kept.gather(1, order)
-    offsets = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)]).to(ids.device)  # (2W,)
+    offsets = torch.cat([torch.arange(-window, 0, device=ids.device),
+                         torch.arange(1, window + 1, device=ids.device)])                    # (2W,)
     pos = torch.arange(n, device=ids.device)[:, None] + offsets                            # (L, 2W)
     inside = (pos >= 0) & (pos < n)
     pos = pos.clamp(0, n - 1)
@@ -158,19 +159,21 @@ class Word2Vec(Method):
         ids = self.backbone.check_ids(batch, "batch")                        # (B, L)
         c = self.config
         centre, context, valid = skipgram_pairs(ids, self.keep_prob, c.window)
-        b, i, j = valid.nonzero(as_tuple=True)                               # the N pairs (one sync)
-        if len(b) == 0:     # no pair in this batch (e.g. only padding): a zero loss that still backpropagates
-            loss = 0.0 * self.backbone.embedding.weight.sum()
-            zero = loss.detach()
-            return {"loss": loss, "pos": zero, "neg": zero, "pairs": zero}
-        v = self.backbone.embedding(centre[b, i])                            # (N, D) centre vectors
-        u = self.context(context[b, i, j])                                   # (N, D) context vectors
-        n = self.context(self.draw_noise(len(b)))                            # (N, k, D) noise vectors
-        loss = losses.skipgram_negative_sampling(v, u, n)
+        # Every (centre, offset) slot is a pair of fixed shape, weighted 1 if valid else 0: no
+        # data-dependent shapes, so the step never waits on the host (a GPU keeps its queue full).
+        w = valid.flatten().to(self.backbone.embedding.weight.dtype)                  # (S,) S = B*L*2W
+        slots = valid.shape[-1]
+        v = self.backbone.embedding(centre).unsqueeze(2).expand(-1, -1, slots, -1)    # (B, L, 2W, D)
+        v = v.flatten(0, 2)                                                           # (S, D) centre vectors
+        u = self.context(context).flatten(0, 2)                                       # (S, D) context vectors
+        n = self.context(self.draw_noise(v.shape[0]))                                 # (S, k, D) noise vectors
+        loss = losses.skipgram_negative_sampling(v, u, n, weight=w)   # 0 (with a gradient) if no pair
         with torch.no_grad():
-            pos = torch.sigmoid((u * v).sum(-1)).mean()                      # -> 1 when context words score high
-            neg = torch.sigmoid(torch.einsum("nkd,nd->nk", n, v)).mean()     # -> 0 when noise words score low
-        return {"loss": loss, "pos": pos, "neg": neg, "pairs": torch.tensor(float(len(b)), device=ids.device)}
+            pairs = w.sum()
+            per = pairs.clamp_min(1)
+            pos = (torch.sigmoid((u * v).sum(-1)) * w).sum() / per          # -> 1 when context words score high
+            neg = (torch.sigmoid(torch.einsum("skd,sd->sk", n, v)).mean(-1) * w).sum() / per   # -> 0 for noise
+        return {"loss": loss, "pos": pos, "neg": neg, "pairs": pairs}
 
     def draw_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, negatives) noise word ids drawn (with replacement) from ``self.noise``."""

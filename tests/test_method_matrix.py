@@ -57,7 +57,7 @@ def cases() -> list:
 
 def test_matrix_covers_every_image_method_and_backbone():
     assert set(METHODS) == {"simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "mae",
-                            "autoencoder", "rotation", "jigsaw"}
+                            "autoencoder", "rotation", "jigsaw", "swav"}
     assert BACKBONES == ["convnet", "resnet18_cifar", "resnet18", "vit_tiny"]
     assert len(cases()) == len(METHODS) * len(BACKBONES) * len(SIZES)
 

@@ -31,10 +31,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
                 return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``x`` (B, L, D); ``key_mask`` (B, L) bool, True = may be attended to (False: padding)."""
+        """``x`` (B, L, D); ``key_mask`` (B, L) bool, True = may be attended to (False: padding), or
+        (B, L, L) with ``key_mask[b, i, j]`` = query i may attend to key j (e.g. a causal mask)."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        mask = None if key_mask is None else key_mask[:, None, None, :]          # (B, 1, 1, L)
+        mask = None if key_mask is None else (   # (B, 1, 1, L) per key, (B, 1, L, L) per query-key pair
+            key_mask[:, None] if key_mask.ndim == 3 else key_mask[:, None, None, :])
         if return_attention:
             scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])            # (B, h, L, L)
             if mask is not None:
@@ -146,10 +148,16 @@ class ViT(nn.Module):
             self.register_buffer("pos_embed", pos[None])                            # (1, 1+N, D)
         else:
             self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, embed_dim))  # CLS first
-            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The ViT's own initialisation, of every parameter (also what ``eval.random_init`` calls)."""
+        self.patch_embed.reset_parameters()
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.positions == "learned":
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(init_weights)
 
     def _pos(self, grid_h: int, grid_w: int) -> torch.Tensor:

@@ -160,13 +160,9 @@ class DINO(Method):
     def crop_sizes(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """(global, local) crop sizes (h, w) for images of ``height`` x ``width``: the configured
         sizes, or the image and 96/224 of it rounded to whole patches (at least one patch, 2 px)."""
-        c, p = self.config, self.patch_size
-
-        def whole(n: float) -> int:                            # nearest multiple of p, >= max(p, 2)
-            return max(p, 2, round(n / p) * p)
-        glob = (c.global_size,) * 2 if c.global_size else (height // p * p, width // p * p)
-        local = (c.local_size,) * 2 if c.local_size else (whole(height * 96 / 224), whole(width * 96 / 224))
-        return glob, local
+        c = self.config
+        glob, local = pretext.crop_sizes(height, width, self.patch_size)
+        return ((c.global_size,) * 2 if c.global_size else glob), ((c.local_size,) * 2 if c.local_size else local)
 
     def _views(self, image_size: int) -> Views:
         """``config.views`` with "auto" resolved: multi-crop when local crops are asked for

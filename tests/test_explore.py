@@ -66,6 +66,15 @@ def vit_ckpt(tmp_path_factory):
     return out / "checkpoint.pt"
 
 
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    """The zoo entry simclr_digits built for 20 steps into a temp folder (no committed weights needed)."""
+    out = tmp_path_factory.mktemp("zoo")
+    assert main(["zoo", "build", "simclr_digits", "--steps", "20", "--threads", "1", "--out", str(out),
+                 "--device", "cpu", "--no-progress"]) == 0
+    return out
+
+
 # -- arguments and errors ----------------------------------------------------------------------------
 def test_one_model_source_is_required(capsys):
     fails(capsys, ["explore"], 2, "one of the arguments --model --checkpoint is required")
@@ -107,6 +116,24 @@ def test_a_port_in_use_is_refused(capsys, digits_ckpt):
 def test_without_voila_says_how_to_install_it(capsys, monkeypatch, digits_ckpt):
     monkeypatch.setattr(srv, "voila_available", lambda: False)
     fails(capsys, ["explore", "--checkpoint", str(digits_ckpt)], 1, "needs Voilà", "pip install 'voila>=0.5'")
+
+
+def test_a_zoo_model_on_its_own_data_and_on_data_of_another_shape(capsys, tiny_zoo):
+    notes: list[str] = []
+    target = resolve(model="simclr_digits", zoo_dir=tiny_zoo, samples=30, notes=notes)
+    assert (target.data, target.split, target.samples, target.zoo_dir) == ("digits", "test", 30, str(tiny_zoo))
+    assert any("trained for 20 of its 2000 steps" in n for n in notes), notes   # a quick build says so
+    s = Session(target)
+    text = s.summary_text()
+    card = json.loads((tiny_zoo / "simclr_digits.json").read_text())
+    knn = card["metrics"]["label"]["knn"]
+    assert "**simclr_digits** (model zoo)" in text and "trained for 20 steps (recipe: 2000)" in text
+    assert f"model {knn['model']:.1%}, random init {knn['random_init']:.1%}, raw pixels {knn['raw']:.1%}" in text
+    assert "Showing the first 30 images of `digits` (test split)" in text
+    assert s.feats.shape == (30, s.model.embed(s.images.batch(torch.arange(2))).shape[1])
+    # the card records the training images' shape: 3x32x32 shapes cannot go into an 8x8 digit model
+    fails(capsys, ["explore", "--model", "simclr_digits", "--zoo-dir", str(tiny_zoo), "--data", "shapes"], 2,
+          "--data 'shapes' gives images of shape 3x32x32", "--model 'simclr_digits' was trained on 1x8x8")
 
 
 # -- how Voilà is started ------------------------------------------------------------------------------

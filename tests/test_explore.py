@@ -94,6 +94,18 @@ def test_bad_names_and_data_of_the_wrong_kind_exit_2(capsys, digits_ckpt, vit_ck
     fails(capsys, ["explore", "--checkpoint", str(vit_ckpt), "--data", "digits"], 2,
           "gives images of shape 1x8x8", "trained on 3x16x16 images ('shapes' with size=16")
     fails(capsys, ["explore", "--checkpoint", str(digits_ckpt.parent / "loss.png")], 2, "cannot be read")
+    fails(capsys, ["explore", "--checkpoint", ck, "--samples", "1"], 2, "--samples 1", "2 or more")
+    fails(capsys, ["explore", "--checkpoint", ck, "--device", "gpu0"], 2, "--device 'gpu0' is not a device",
+          "cuda, mps, cpu")
+    if not torch.cuda.is_available():
+        fails(capsys, ["explore", "--checkpoint", ck, "--device", "cuda"], 2, "--device 'cuda'", "not available")
+
+
+def test_more_samples_than_images_shows_them_all_and_says_so(digits_ckpt):
+    notes: list[str] = []
+    target = resolve(checkpoint=str(digits_ckpt), samples=5000, notes=notes)
+    assert target.samples == 359 and notes == ["--samples 5000 is more than the 359 images of 'digits'/test; "
+                                               "showing all 359"]
 
 
 def test_missing_files_exit_1_in_one_line(capsys, tmp_path):

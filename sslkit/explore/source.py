@@ -104,6 +104,14 @@ def resolve(*, model: str | None = None, checkpoint: str | None = None,
     import sslkit
     if (model is None) == (checkpoint is None):
         raise ValueError("give exactly one of --model ZOO_NAME and --checkpoint PATH")
+    if int(samples) < 2:
+        raise ValueError(f"--samples {samples}: the neighbour explorer needs a query and a neighbour; allowed: "
+                         f"2 or more")
+    if device is not None:  # sslkit.device's own message names its parameter `prefer`; ours is the flag
+        try:
+            sslkit.device(str(device))
+        except ValueError as err:
+            raise ValueError(str(err).replace(f"prefer={str(device)!r}", f"--device {str(device)!r}", 1)) from None
     origin = trained_on(model, checkpoint, zoo_dir)
     source = f"--model {model!r}" if model else f"--checkpoint {checkpoint!r}"
     if origin["kind"] != "image":
@@ -132,7 +140,11 @@ def resolve(*, model: str | None = None, checkpoint: str | None = None,
                          f"{_with(origin['options'])}); choose data of that shape (--data-option KEY=VALUE)")
     if len(images) < 2:
         raise ValueError(f"{name!r}/{split} has {len(images)} image(s); the neighbours need at least 2")
-    target.samples = min(target.samples, len(images))
+    if target.samples > len(images):
+        if notes is not None:
+            notes.append(f"--samples {target.samples} is more than the {len(images)} images of {name!r}/{split}; "
+                         f"showing all {len(images)}")
+        target.samples = len(images)
     load_model(target, notes=notes)  # files present, sha256 / format checked, weights fit the model
     return target
 

@@ -233,7 +233,7 @@ def test_serves_on_loopback_with_a_token_and_stops_on_ctrl_c(digits_ckpt):
                 (evil, location)
         assert _get(f"{base}/voila/files/target.json?token={token}")[0] == 403   # no files beside the app
         os.kill(proc.pid, signal.SIGINT)                             # Ctrl-C
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=120)   # shutdown: SIGTERM, <= 15 s grace, SIGKILL; slack for a busy CPU
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

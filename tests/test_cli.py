@@ -25,7 +25,8 @@ def fails(capsys, argv, *needles):
     return err
 
 
-@pytest.mark.parametrize("argv", [[], ["train"], ["eval"], ["list"], ["exercises"], ["exercises", "strip"]])
+@pytest.mark.parametrize("argv", [[], ["train"], ["eval"], ["list"], ["exercises"], ["exercises", "strip"],
+                                  ["doctor"], ["zoo"], ["zoo", "build"], ["explore"]])
 def test_help_everywhere(capsys, argv):
     with pytest.raises(SystemExit) as exit_:
         main([*argv, "--help"])

@@ -230,3 +230,15 @@ def test_static_fallback_in_mimebundle(images):
     # the static copy is shown at the widget's page size: half the PNG's pixels (sharp on HiDPI)
     assert metadata["image/png"]["width"] == int(w.view.width) == W.display_width(bytes(w.view.value))
     assert "text/html" in W.token_masking_viewer(_text())._repr_mimebundle_()[0]
+
+
+def test_neighbour_explorer_names_a_datasets_labels():
+    """Given a kit dataset and its labels, the titles show class names (as with ``classes=``), not
+    label numbers."""
+    import sslkit
+    ds = sslkit.data.load("shapes", "test", n=12)
+    feats = torch.randn(len(ds), 4, generator=torch.Generator().manual_seed(0))
+    w = W.neighbour_explorer(ds, feats, k=3, labels=ds.labels)
+    assert w.controls["class"].options[1:] == tuple(c for i, c in enumerate(ds.classes) if (ds.labels == i).any())
+    assert bytes(w.view.value) == bytes(W.neighbour_explorer(ds, feats, k=3, labels=ds.labels,
+                                                             classes=ds.classes).view.value)

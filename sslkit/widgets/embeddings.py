@@ -139,8 +139,11 @@ def neighbour_explorer(images: object, feats: torch.Tensor, k: int = 5, index: i
     With ``labels`` the titles show each image's label; with ``classes`` too (names,
     ``classes[labels[i]]``) they show the names, and a ``class`` control picks which images the
     query slider walks through: all of them, or only those of one class ("show me a triangle's
-    neighbours"). The query's own number in ``images`` is in its title.
+    neighbours"). When ``images`` is a kit dataset, its ``classes`` are used unless given. The
+    query's own number in ``images`` is in its title.
     """
+    if classes is None and labels is not None:  # a dataset names its labels: show names, not numbers
+        classes = getattr(images, "classes", None) or None
     x = as_images(images)
     checks.tensor("feats", feats, ndim=2, dtypes="float")
     if len(feats) != len(x):

@@ -43,6 +43,24 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
     return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
+def memory_format(method: nn.Module, data: Any, device: torch.device) -> torch.memory_format:
+    """The layout of a run's image batches and weights: channels-last (NHWC) for image data where
+    the model is a convolutional network, else PyTorch's default (NCHW).
+
+    On CUDA, channels-last lets convolutions use tensor cores. On the CPU it lets oneDNN run
+    convolutions, BatchNorm and ReLU without reordering: measured per training step (1 thread,
+    issue 17) -22% for the ConvNet on 8 px digits, -15% on 32 px shapes, -10% for ResNet-18; a ViT,
+    whose only convolution is its patch embedding, was 4% slower, so on the CPU only models with
+    more than one convolution switch. The result is the same up to float rounding.
+    """
+    if getattr(data, "kind", None) != "image":
+        return torch.contiguous_format
+    if device.type == "cuda":
+        return torch.channels_last
+    convs = sum(isinstance(m, nn.Conv2d) for m in method.modules())
+    return torch.channels_last if device.type == "cpu" and convs > 1 else torch.contiguous_format
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()

@@ -5,7 +5,9 @@
     sslkit eval --checkpoint runs/simclr/checkpoint.pt --protocol knn
     sslkit demo                                         the guided tour (``sslkit.demo``)
     sslkit zoo list | build NAME | card NAME            reference models (``sslkit.zoo``)
+    sslkit doctor                                       versions, device, data: can this machine run the kit?
     sslkit exercises strip notebooks/ student/          remove solutions from notebooks
+    sslkit exercises grade submissions/ --json out.json score students' notebooks
     torchrun --nproc_per_node=2 -m sslkit train ...     the same training with DDP
 
 Bad values exit with status 2 and a one-line message naming the flag and what is allowed; files or
@@ -122,13 +124,34 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the demo; arguments are passed to sslkit.demo.main.")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the demo (try --help)")
 
+    p = sub.add_parser("doctor", help="check this machine: versions, device, data, zoo",
+                       description="Print the versions, the device the kit would use, where data and the "
+                                   "model zoo live, and whether each embedded dataset loads. Exit status 1 "
+                                   "when something essential fails.")
+    p.add_argument("--root", default="data", help="folder for downloaded datasets (default: data)")
+
     p = sub.add_parser("exercises", help="exercise notebook tools",
                        description="Tools for the exercise notebooks.")
     ex = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = ex.add_parser("strip", help="write student copies of notebooks without solutions",
-                      description="Copy notebooks from SRC to DST with solution blocks removed.")
+                      description="Copy notebooks from SRC to DST with solution blocks removed, the cells "
+                                  "that give an exercise away replaced, and outputs cleared.")
     s.add_argument("src", metavar="SRC", help="notebook file or folder with solutions")
-    s.add_argument("dst", metavar="DST", help="output folder (must differ from SRC)")
+    s.add_argument("dst", metavar="DST", help="output folder (outside SRC's folder)")
+    s.add_argument("--only", metavar="EXERCISE", default=None,
+                   help="hand out one exercise: only the notebook that poses it, other exercises left out")
+    s.add_argument("--graded", action="store_true", help="check cells raise on failure (for autograders)")
+    s.add_argument("--nbgrader", action="store_true",
+                   help="also write nbgrader solution/grade metadata with points (implies --graded)")
+    g = ex.add_parser("grade", help="score submitted notebooks with the exercise checkers",
+                      description="Run each submission's exercise cells and checkers in a fresh Python "
+                                  "process with a time limit; print per-exercise scores and a total.")
+    g.add_argument("submissions", metavar="SUBMISSION", nargs="+", help="notebook files or folders of them")
+    g.add_argument("--json", metavar="FILE", default=None, help="also write the scores as JSON ('-': stdout)")
+    g.add_argument("--timeout", type=_positive_float(), default=60.0,
+                   help="seconds allowed for each exercise cell and each check (default 60)")
+    g.add_argument("--all-or-nothing", action="store_true",
+                   help="no partial credit: an exercise scores its points only when every check passes")
     p = sub.add_parser("zoo", help="reference models: list, build, card (sslkit.zoo)", add_help=False,
                        description="The model zoo; arguments are passed to sslkit.zoo.cli.main.")
     p.add_argument("args", nargs=argparse.REMAINDER, help="zoo arguments (try --help)")
@@ -344,10 +367,35 @@ def _zoo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _exercises(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.action == "grade":
+        grading = _optional_module(parser, "sslkit.exercises.grade", "grading")
+        results = grading.grade(args.submissions, timeout=args.timeout, all_or_nothing=args.all_or_nothing)
+        if args.json != "-":
+            for r in results:
+                print(r.table())
+            if len(results) > 1:
+                print(f"{len(results)} submissions, mean score {sum(r.score for r in results) / len(results):.2f}")
+        if args.json is not None:
+            import json
+            text = json.dumps({"timeout_s": args.timeout, "all_or_nothing": args.all_or_nothing,
+                               "submissions": [r.to_dict() for r in results]}, indent=1)
+            if args.json == "-":
+                print(text)
+            else:
+                with open(args.json, "w", encoding="utf-8") as f:
+                    f.write(text + "\n")
+        return 0
     strip = _optional_module(parser, "sslkit.exercises.strip", "notebook stripping")
-    written = strip.strip(args.src, args.dst)
-    print(f"wrote {len(written)} student notebook(s) to {args.dst}")
+    done = strip.strip(args.src, args.dst, only=args.only, graded=args.graded, nbgrader=args.nbgrader)
+    for info in done:
+        print(info.summary())
+    print(f"wrote {len(done)} student notebook(s) to {args.dst}")
     return 0
+
+
+def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sslkit import doctor
+    return doctor.run(root=args.root)
 
 
 def _optional_module(parser: argparse.ArgumentParser, module: str, what: str):
@@ -365,7 +413,7 @@ def _version() -> str:
 
 
 _COMMANDS = {"list": _list, "train": _train, "eval": _eval, "demo": _demo, "exercises": _exercises,
-             "zoo": _zoo}
+             "zoo": _zoo, "doctor": _doctor}
 
 if __name__ == "__main__":
     sys.exit(main())

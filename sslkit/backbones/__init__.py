@@ -10,6 +10,7 @@
     frames          clips (B, T, C, H, W) 128   encode_frames (B, T, D)
 
     net = sslkit.backbones.create("vit_tiny", image_size=32, in_channels=3)
+    sslkit.backbones.names("image"), sslkit.backbones.input_kind("conv1d")   # -> [...], "signal"
 """
 from __future__ import annotations
 
@@ -37,9 +38,24 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def names() -> list[str]:
-    """Backbone names for :func:`create`."""
-    return list(_REGISTRY)
+# The kind of data each backbone encodes (also the ``input_kind`` attribute of the module it builds).
+_KINDS = {"convnet": "image", "resnet18_cifar": "image", "resnet18": "image", "vit_tiny": "image",
+          "transformer": "text", "conv1d": "signal", "frames": "clip"}
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Backbone names for :func:`create`; with ``kind`` ("image", "text", "signal", "clip") only
+    those that encode that kind of data."""
+    if kind is None:
+        return list(_REGISTRY)
+    checks.choice("kind", kind, ("image", "text", "signal", "clip"))
+    return [n for n in _REGISTRY if _KINDS[n] == kind]
+
+
+def input_kind(name: str) -> str:
+    """The kind of data backbone ``name`` encodes: "image", "text", "signal" or "clip"."""
+    checks.choice("name", name, names())
+    return _KINDS[name]
 
 
 def create(name: str, **kw: Any) -> nn.Module:
@@ -55,5 +71,5 @@ def create(name: str, **kw: Any) -> nn.Module:
         raise ValueError(f"backbone {name!r}: {err}; keywords: {', '.join(allowed)}") from err
 
 
-__all__ = ["create", "names", "ConvNet", "ResNet18", "ViT", "TextTransformer", "Conv1dEncoder",
+__all__ = ["create", "names", "input_kind", "ConvNet", "ResNet18", "ViT", "TextTransformer", "Conv1dEncoder",
            "FrameEncoder"]

@@ -9,7 +9,8 @@ Explorers: :func:`augmentation_explorer`, :func:`masking_explorer`, :func:`token
 :func:`neighbour_explorer`, :func:`attention_explorer`, :func:`knn_vote_explorer`,
 :func:`frame_prediction_explorer`. Building blocks (return PNG bytes / arrays):
 :func:`image_grid`, :func:`embedding_scatter`, :func:`project_2d`, :func:`similarity_panels`,
-:func:`nearest_neighbours`, :func:`attention_maps`, :func:`show_png`.
+:func:`nearest_neighbours`, :func:`attention_maps`, :func:`show_png`, :func:`draw_image` (an
+image with sharp square pixels in a matplotlib axes), :func:`display_width`.
 """
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ from sslkit.widgets.embeddings import (attention_explorer, attention_maps, embed
 from sslkit.widgets.features import frame_prediction_explorer, knn_vote_explorer, knn_votes
 from sslkit.widgets.masking import masking_explorer, patch_mask, token_masking_html, token_masking_viewer
 from sslkit.widgets.reconstruction import reconstruction_explorer
-from sslkit.widgets.render import as_images, figure, image_grid, to_png
+from sslkit.widgets.render import as_images, display_width, draw_image, figure, image_grid, to_png
 from sslkit.widgets.views import augmentation_explorer, recipe_from_controls
 
 
 def show_png(png: bytes) -> object:
-    """Display PNG bytes in a notebook (an ``IPython.display.Image``)."""
+    """Display PNG bytes in a notebook (an ``IPython.display.Image``) at their size in page pixels:
+    a PNG of :func:`to_png` at half its pixel width, so it is sharp on HiDPI screens."""
     from IPython.display import Image
-    return Image(data=png)
+    return Image(data=png, width=display_width(png))
 
 
 __all__ = ["Explorer", "augmentation_explorer", "masking_explorer", "token_masking_viewer", "temperature_explorer",
@@ -35,4 +37,4 @@ __all__ = ["Explorer", "augmentation_explorer", "masking_explorer", "token_maski
            "knn_vote_explorer", "frame_prediction_explorer", "knn_votes",
            "image_grid", "embedding_scatter", "project_2d", "similarity_panels", "toy_pairs", "nearest_neighbours",
            "attention_maps", "patch_mask", "token_masking_html", "recipe_from_controls", "as_images", "figure",
-           "to_png", "show_png"]
+           "to_png", "show_png", "display_width", "draw_image"]

@@ -90,21 +90,21 @@ _ENTRIES = [
     # (benchmarks/RESULTS.md, `sslkit demo --data shapes`, used 2e-3 for runs of a few hundred steps)
     Entry("simclr_shapes", "Contrastive reference on shapes with colour-randomising views: "
           "neighbours share the shape, not the colour (lessons 02, 06).", "simclr", "shapes",
-          steps=4000, batch_size=128, lr=1e-3, data_options=SHAPES_16,
+          steps=2500, batch_size=128, lr=1e-3, data_options=SHAPES_16,
           method_config={"views": SHAPES_VIEWS}, targets=SHAPE_TARGETS),
     Entry("simclr_shapes_no_colour", "The colour-shortcut control: SimCLR with the same crops but "
           "no colour augmentation clusters by colour (lesson 02).", "simclr", "shapes",
-          steps=4000, batch_size=128, lr=1e-3, data_options=SHAPES_16,
+          steps=2500, batch_size=128, lr=1e-3, data_options=SHAPES_16,
           method_config={"views": SHAPES_VIEWS_NO_COLOUR}, targets=SHAPE_TARGETS),
     Entry("byol_shapes", "Non-contrastive reference on shapes with the same views as simclr_shapes "
-          "(lessons 02, 03).", "byol", "shapes", steps=4000, batch_size=128, lr=1e-3,
+          "(lessons 02, 03).", "byol", "shapes", steps=2500, batch_size=128, lr=1e-3,
           data_options=SHAPES_16, method_config={"views": SHAPES_VIEWS}, targets=SHAPE_TARGETS),
     Entry("mae_shapes", "Masked autoencoder (ViT) whose reconstructions restore the hidden part of "
-          "the shape (lesson 04).", "mae", "shapes", steps=5000, batch_size=128,
+          "the shape (lesson 04).", "mae", "shapes", steps=3000, batch_size=128,
           backbone="vit_tiny", backbone_options=SMALL_VIT, method_config={"mask_ratio": 0.75},
           lr=1.5e-3, targets=("label", "colour"), extras=("mae_hidden_patches",)),
     Entry("dino_shapes", "DINO ViT whose CLS attention concentrates on the object (lesson 06).",
-          "dino", "shapes", steps=3000, batch_size=64, backbone="vit_tiny",
+          "dino", "shapes", steps=1500, batch_size=64, backbone="vit_tiny",
           backbone_options=SMALL_VIT,
           # local crops of 16 px = 4 x 4 patches (a multiple of the patch size; 32 * 96/224 is not)
           method_config={"global_size": 32, "local_size": 16, "n_local": 4},
@@ -114,14 +114,14 @@ _ENTRIES = [
           "steps (lesson 07).", "cpc", "waves", steps=3000, batch_size=256,
           targets=("label", "freq")),
     Entry("next_frame_moving_digits", "Next-frame prediction on moving digits that beats copying the "
-          "last frame (lesson 07).", "next_frame", "moving_digits", steps=3000, batch_size=32,
+          "last frame (lesson 07).", "next_frame", "moving_digits", steps=2000, batch_size=32,
           # a 16-32-64 frame encoder, 128-wide GRU and 32-channel decoder: a quarter of the default's
           # compute per frame and 1.5 MB of weights instead of 5.8 MB
           backbone="frames", backbone_options={"widths": (16, 32, 64)},
           method_config={"hidden_dim": 128, "decoder_width": 32}, extras=("next_frame_mse",)),
     # batch 64 x 3000 steps = 150 passes over the 1,272 training windows
     Entry("mlm_corpus", "BERT-style masked language model on the Python help corpus (lesson 01).",
-          "mlm", "corpus", steps=3000, batch_size=64, targets=("label", "topic"),
+          "mlm", "corpus", steps=2000, batch_size=64, targets=("label", "topic"),
           extras=("mlm_masked_accuracy",)),
 ]
 

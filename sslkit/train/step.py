@@ -12,8 +12,9 @@ keeps every number on the device:
 * **Guarded update.** The fused AdamW/SGD kernels accept a ``found_inf`` tensor (again what
   ``GradScaler`` passes) and skip the update *on the device* when it is non-zero. Once a step is
   bad, ``window_bad`` keeps every later update skipped until the engine reads the flags (every
-  ``log_every`` steps) and rolls back - so the weights never take a NaN step. Optimisers without a
-  fused kernel (the CPU default) apply the step; the engine reads every step there and undoes it.
+  ``log_every`` steps) and rolls back - so the weights never take a NaN step. ``fit`` asks for the
+  fused kernels on every device (the CPU has them too); an optimiser without one applies the step,
+  and the engine, which then reads that step's flag, undoes it.
 * **Precision.** ``"bf16"``: autocast to bfloat16 (same exponent range as fp32, no scaling needed).
   ``"fp16"``: autocast to float16 with dynamic loss scaling (Micikevicius et al. 2018, "Mixed
   Precision Training"): the loss is multiplied by ``scale`` so small gradients do not underflow;

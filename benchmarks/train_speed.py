@@ -23,8 +23,10 @@ normalises each view's batch separately.
 
 Each case (data x method x {time budget, fixed steps}) runs the two pipelines in fresh processes one
 after the other, the order alternating from case to case (``--repeats`` runs every case again in
-the other order), so both see the same machine. Weights are copied at a few points during training
-and scored by kNN (k=20, cosine) after the clock stopped, so evaluation costs neither side time.
+the other order), so both see the same machine. Weights are copied at step 0 and at a few points during training
+and scored by kNN (k=20, cosine) after the clock stopped, so evaluation costs neither side time;
+the step-0 score is the random-init row, kNN on the raw pixels (same bank, same test split) the
+raw-pixel row.
 Printed per case: steps, steps/s, samples/s (images; each gives two views), CPU seconds per step
 (user + system, DataLoader workers included), kNN accuracy at the end, time to the target kNN
 accuracy; then the ratios fit / peer. The load average is printed: on a shared machine compare the

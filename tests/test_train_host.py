@@ -127,3 +127,5 @@ def test_channels_last_for_convolutional_networks_on_the_cpu():
     fit(conv, data, steps=2, batch_size=32, device="cpu", progress=False, monitor_collapse=False,
         callbacks=[Layout(), Opt()])
     assert seen == [True, True] and opt == [True]
+    w = conv.backbone.features[1][0].weight   # handed back in the default layout after the run
+    assert w.is_contiguous() and not w.is_contiguous(memory_format=torch.channels_last)

@@ -141,6 +141,10 @@ class Run:
             torch.backends.cudnn.benchmark = benchmark
             self.bar.close()
             self.method.train(self.was_training)
+            if self.device.type == "cpu" and self.layout is torch.channels_last:
+                # channels-last is the run's choice on the CPU: hand the model back in the default
+                # layout, so it computes after fit bit for bit as a fresh copy of its weights.
+                self.method.to(memory_format=torch.contiguous_format)
 
     def start(self) -> None:
         self.t_start = time.perf_counter()

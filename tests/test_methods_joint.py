@@ -438,3 +438,35 @@ def test_ema_update_rejects_mismatched_shapes():
     from sslkit.methods.base import ema_update
     with pytest.raises(ValueError, match=r"shape \(3, 4\) in target vs \(3, 5\) in online"):
         ema_update(nn.Linear(4, 3), nn.Linear(5, 3), 0.9)
+
+
+class _StopAt(sslkit.train.Callback):
+    """A Ctrl-C after step ``at``: fit saves the checkpoint and stops."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, state) -> None:
+        if state.step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_dino_resume_is_exact_across_the_freeze_and_the_temperature_warmup(tmp_path):
+    # The step count (last-layer freeze) and the teacher temperature (warm-up) are training state:
+    # a run interrupted at step 3 and resumed must end exactly where the uninterrupted run does.
+    data = sslkit.data.load("digits").subset(torch.arange(96))
+    kw = dict(batch_size=16, device="cpu", progress=False, monitor_collapse=False, seed=1)
+    config = dict(freeze_last_layer=4, warmup_teacher_temp=0.02, teacher_temp=0.06, teacher_temp_warmup=0.75)
+    torch.manual_seed(0)
+    full = make("dino", **config)
+    h_full = sslkit.fit(full, data, steps=8, **kw)
+    torch.manual_seed(0)
+    part = make("dino", **config)
+    sslkit.fit(part, data, steps=8, checkpoint=tmp_path / "c.pt", callbacks=[_StopAt(3)], **kw)  # saves, stops
+    torch.manual_seed(0)
+    resumed = make("dino", **config)
+    h = sslkit.fit(resumed, data, steps=8, resume=tmp_path / "c.pt", **kw)
+    assert h.loss == h_full.loss
+    for key, value in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert resumed.steps_done == 8 and resumed.teacher_temp == pytest.approx(0.06)

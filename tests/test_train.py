@@ -319,6 +319,11 @@ def test_live_plot_updates_one_display_in_a_notebook(monkeypatch):
     run(steps=6, callbacks=[LivePlot(every=2)])
     assert [kind for kind, _ in shown] == ["display", "update", "update", "update"]  # steps 2, 4, 6, end
     assert all(isinstance(obj, IPython.display.Image) for _, obj in shown)
+    # Sharp where shown: 192 dpi PNG displayed at half its pixel width (never stretched by the page).
+    from sslkit.widgets.render import png_size
+    img = shown[-1][1]
+    width, _, dpi = png_size(img.data)
+    assert round(dpi) == 192 and int(img.width) == width // 2
 
 
 # -- bad input --------------------------------------------------------------------------------------

@@ -148,11 +148,20 @@ class DINO(Method):
         self.tau = c.base_momentum                 # last teacher momentum used (logged)
         self.teacher_temp = c.warmup_teacher_temp if c.teacher_temp_warmup > 0 else c.teacher_temp
         self.steps_done = 0                        # for freeze_last_layer (set by on_step_end)
+        # The step count and the teacher temperature in use are training state: kept in buffers
+        # so a checkpoint resumes them (the Python mirrors above are what the step reads, no sync).
+        self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
+        self.register_buffer("temperatures", torch.tensor([self.teacher_temp, self.tau]))   # (teacher temp, tau)
+        self.register_load_state_dict_post_hook(lambda module, keys: module._read_progress())
         self._batch_center: torch.Tensor | None = None   # this step's mean teacher output
         # Freezing the last layer: its gradient is zeroed while steps_done < freeze_last_layer.
         # (AdamW's decoupled weight decay still shrinks weight_v, which the weight norm ignores.)
         if c.freeze_last_layer > 0:
             self.head.weight_v.register_hook(self._maybe_freeze)
+
+    def _read_progress(self) -> None:
+        self.steps_done = int(self.step_count)
+        self.teacher_temp, self.tau = self.temperatures.tolist()
 
     def _maybe_freeze(self, grad: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(grad) if self.steps_done < self.config.freeze_last_layer else grad
@@ -244,6 +253,9 @@ class DINO(Method):
         warm = c.teacher_temp_warmup * total_steps
         frac = min(1.0, step / warm) if warm > 0 else 1.0
         self.teacher_temp = c.warmup_teacher_temp + frac * (c.teacher_temp - c.warmup_teacher_temp)
+        self.step_count.fill_(step)                     # fills from Python numbers: no host sync
+        self.temperatures[0].fill_(self.teacher_temp)
+        self.temperatures[1].fill_(self.tau)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:

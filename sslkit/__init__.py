@@ -33,6 +33,14 @@ _LAZY = {
 }
 
 
+def _smoke_test_mode() -> None:
+    from sslkit import quick
+    quick.soften_notebook_asserts()   # SSLKIT_QUICK=1 in a notebook: claims print, never stop Run All
+
+
+_smoke_test_mode()
+
+
 def __getattr__(name: str) -> Any:
     # Submodules are imported on first use so `import sslkit` stays fast and light.
     if name in _SUBMODULES:

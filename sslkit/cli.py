@@ -6,6 +6,7 @@
     sslkit demo                                         the guided tour (``sslkit.demo``)
     sslkit zoo list | build NAME | card NAME            reference models (``sslkit.zoo``)
     sslkit doctor                                       versions, device, data: can this machine run the kit?
+    sslkit explore --model simclr_shapes                the feature explorer app (``sslkit.explore``)
     sslkit exercises strip notebooks/ student/          remove solutions from notebooks
     sslkit exercises grade submissions/ --json out.json score students' notebooks
     torchrun --nproc_per_node=2 -m sslkit train ...     the same training with DDP
@@ -48,6 +49,15 @@ def _positive_float():
             raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
         if not value > 0 or value != value:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _port():
+    def parse(text: str) -> int:
+        value = _positive_int()(text)
+        if value > 65535:
+            raise argparse.ArgumentTypeError(f"must be a port number in 1..65535, got {value}")
         return value
     return parse
 
@@ -152,6 +162,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds allowed for each exercise cell and each check (default 60)")
     g.add_argument("--all-or-nothing", action="store_true",
                    help="no partial credit: an exercise scores its points only when every check passes")
+    p = sub.add_parser("explore", help="the feature explorer of a trained model as a web app (Voila)",
+                       description="Serve the feature explorer (embedding map, nearest neighbours, ViT "
+                                   "attention) of a zoo model or a checkpoint as a Voila app on 127.0.0.1, "
+                                   "with a random token in the printed URL. Ctrl-C stops it.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", metavar="ZOO_NAME", help="a zoo model (see `sslkit zoo list`)")
+    src.add_argument("--checkpoint", metavar="PATH", help="a checkpoint written by `sslkit train`")
+    p.add_argument("--zoo-dir", default=None, metavar="DIR", help="zoo folder (default: the package's)")
+    p.add_argument("--data", default=None, help="image dataset to show (default: the model's own)")
+    p.add_argument("--data-option", action="append", default=[], type=_key_value(),
+                   metavar="KEY=VALUE", help="dataset option (default: the model's; repeatable)")
+    p.add_argument("--split", default=None, help="split to show (default: test where there is one)")
+    p.add_argument("--root", default="data", help="folder for downloaded datasets (default: data)")
+    p.add_argument("--samples", type=_positive_int(), default=500,
+                   help="how many images (the first of the split) to show (default 500)")
+    p.add_argument("--port", type=_port(), default=None, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+
     p = sub.add_parser("zoo", help="reference models: list, build, card (sslkit.zoo)", add_help=False,
                        description="The model zoo; arguments are passed to sslkit.zoo.cli.main.")
     p.add_argument("args", nargs=argparse.REMAINDER, help="zoo arguments (try --help)")
@@ -398,6 +426,11 @@ def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return doctor.run(root=args.root)
 
 
+def _explore(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sslkit.explore import run
+    return run(args, parser)
+
+
 def _optional_module(parser: argparse.ArgumentParser, module: str, what: str):
     try:
         return importlib.import_module(module)
@@ -413,7 +446,7 @@ def _version() -> str:
 
 
 _COMMANDS = {"list": _list, "train": _train, "eval": _eval, "demo": _demo, "exercises": _exercises,
-             "zoo": _zoo, "doctor": _doctor}
+             "zoo": _zoo, "doctor": _doctor, "explore": _explore}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -183,6 +183,35 @@ def test_neighbours(images):
         W.neighbour_explorer(images, feats[:3])
 
 
+def test_neighbour_explorer_picks_the_query_within_a_class():
+    """With class names, a `class` control narrows the query slider to one class: its k-th image is
+    the k-th image of that class, drawn exactly as the unfiltered explorer draws that image."""
+    g = torch.Generator().manual_seed(0)
+    x, feats = torch.rand(6, 3, 8, 8, generator=g), torch.randn(6, 4, generator=g)
+    labels, classes = torch.tensor([0, 1, 0, 1, 2, 2]), ["cat", "dog", "owl"]
+
+    def view(w):
+        return bytes(w.view.value)
+    w = W.neighbour_explorer(x, feats, k=2, labels=labels, classes=classes)
+    assert w.controls["class"].options == ("all", "cat", "dog", "owl")
+    w.controls["index"].value = 5
+    w.controls["class"].value = "owl"                    # images 4 and 5
+    assert w.controls["index"].max == 1 and w.controls["index"].value == 1
+    assert view(w) == view(W.neighbour_explorer(x, feats, k=2, index=5, labels=labels, classes=classes))
+    w.controls["index"].value = 0
+    assert view(w) == view(W.neighbour_explorer(x, feats, k=2, index=4, labels=labels, classes=classes))
+    w.controls["class"].value = "all"
+    assert w.controls["index"].max == 5 and view(w) == view(W.neighbour_explorer(
+        x, feats, k=2, index=0, labels=labels, classes=classes))
+    assert "class" not in W.neighbour_explorer(x, feats, k=2, labels=labels).controls  # no names: no filter
+    with pytest.raises(ValueError, match="give labels too"):
+        W.neighbour_explorer(x, feats, classes=classes)
+    with pytest.raises(ValueError, match="labels has 5 entries for 6 images"):
+        W.neighbour_explorer(x, feats, labels=labels[:5], classes=classes)
+    with pytest.raises(ValueError, match="only 2 names"):
+        W.neighbour_explorer(x, feats, labels=labels, classes=classes[:2])
+
+
 def test_attention_explorer(images):
     attn = torch.rand(4, 2, 17, 17).softmax(-1)  # 4x4 patches + CLS
     maps = W.attention_maps(attn, (4, 4))

@@ -133,22 +133,49 @@ def nearest_neighbours(feats: torch.Tensor, index: int, k: int = 5) -> tuple[tor
 
 
 def neighbour_explorer(images: object, feats: torch.Tensor, k: int = 5, index: int = 0,
-                       labels: torch.Tensor | None = None) -> Explorer:
-    """Pick a query image (slider); see its k nearest neighbours in feature space (cosine)."""
+                       labels: torch.Tensor | None = None, classes: Sequence[str] | None = None) -> Explorer:
+    """Pick a query image (slider); see its k nearest neighbours in feature space (cosine).
+
+    With ``labels`` the titles show each image's label; with ``classes`` too (names,
+    ``classes[labels[i]]``) they show the names, and a ``class`` control picks which images the
+    query slider walks through: all of them, or only those of one class ("show me a triangle's
+    neighbours"). The query's own number in ``images`` is in its title.
+    """
     x = as_images(images)
     checks.tensor("feats", feats, ndim=2, dtypes="float")
     if len(feats) != len(x):
         raise ValueError(f"feats has {len(feats)} rows for {len(x)} images")
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"labels has {len(labels)} entries for {len(x)} images")
+    if classes is not None and labels is None:
+        raise ValueError("classes names the labels; give labels too")
     k = checks.integer("k", k, min=1, max=min(16, len(x) - 1))
+    ys = labels.long().cpu() if labels is not None else None
+    if classes is not None and int(ys.max()) >= len(classes):
+        raise ValueError(f"labels go up to {int(ys.max())} but classes has only {len(classes)} names")
+
+    def name(j: int) -> str:  # the label on a second line: names are wider than the images
+        return "" if ys is None else f"\n{classes[int(ys[j])]}" if classes is not None else f" ({int(ys[j])})"
+
     controls = {"index": widgets.IntSlider(value=checks.integer("index", index, min=0, max=len(x) - 1), min=0,
                                            max=len(x) - 1, description="query", continuous_update=False)}
+    pools = {"all": torch.arange(len(x))}  # which images the slider walks through
+    if classes is not None:
+        pools.update({c: torch.nonzero(ys == i).flatten() for i, c in enumerate(classes) if (ys == i).any()})
+        controls["class"] = widgets.Dropdown(options=list(pools), value="all", description="class",
+                                             layout=widgets.Layout(width="220px"))
+
+        def new_pool(change: dict) -> None:  # runs before the view re-renders (observed first)
+            slider = controls["index"]
+            slider.value = min(slider.value, len(pools[change["new"]]) - 1)
+            slider.max = len(pools[change["new"]]) - 1
+        controls["class"].observe(new_pool, names="value")
 
     def render() -> bytes:
-        i = controls["index"].value
+        pool = pools[controls["class"].value] if "class" in controls else pools["all"]
+        i = int(pool[min(controls["index"].value, len(pool) - 1)])
         idx, sim = nearest_neighbours(feats, i, k)
-        titles = ["query" + (f" ({int(labels[i])})" if labels is not None else "")]
-        titles += [f"{s:.2f}" + (f" ({int(labels[j])})" if labels is not None else "") for j, s in
-                   zip(idx.tolist(), sim.tolist())]
+        titles = [f"query #{i}{name(i)}"] + [f"{s:.2f}{name(j)}" for j, s in zip(idx.tolist(), sim.tolist())]
         return image_grid([[x[i], *[x[j] for j in idx.tolist()]]], titles)
 
     return Explorer(controls, render, title="Nearest neighbours (cosine similarity)")

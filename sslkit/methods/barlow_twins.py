@@ -64,7 +64,9 @@ class BarlowTwins(Method):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="byol")
-        z1, z2 = self.projector(self.backbone.forward_features(torch.cat([v1, v2]))).chunk(2)  # (B, P)
+        # Each view through the network as its own batch (BatchNorm statistics per view), as the
+        # official code does.
+        z1, z2 = (self.projector(self.backbone.forward_features(v)) for v in (v1, v2))  # (B, P) each
         # The batch statistics and the correlation matrix must come from the *global* batch.
         z1, z2 = distributed.gather(z1), distributed.gather(z2)          # (B_global, P)
         loss = losses.barlow_twins(z1, z2, lambda_=self.config.lambda_)

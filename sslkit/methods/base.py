@@ -380,7 +380,8 @@ def check_images(x: Any, name: str = "batch") -> torch.Tensor:
 
 
 def keep_layout(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``v`` in the memory format of the batch ``like`` (channels-last on CUDA, see ``fit``): ops that
+    """``v`` in the memory format of the batch ``like`` (channels-last for conv nets, see
+    ``sslkit.train.step.memory_format``): ops that
     build fresh tensors (gather, grid_sample) return the default layout; the backbone should see
     the layout the engine chose. No copy when ``v`` already has it."""
     from sslkit.pretext import _inputs

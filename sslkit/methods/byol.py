@@ -73,10 +73,12 @@ class BYOL(Method):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="byol")
-        v = torch.cat([v1, v2])                                          # (2B, C, H, W)
-        p1, p2 = self.predictor(self.projector(self.backbone.forward_features(v))).chunk(2)  # (B, P)
+        # Each view goes through the networks as its own batch, as in the official code: BatchNorm
+        # normalises each view with its own statistics (one pass over both would mix them).
+        p1, p2 = (self.predictor(self.projector(self.backbone.forward_features(v)))
+                  for v in (v1, v2))                                     # (B, P) each
         with torch.no_grad():                                            # the target: no gradient
-            t1, t2 = self.target_projector(self.target_backbone.forward_features(v)).chunk(2)
+            t1, t2 = (self.target_projector(self.target_backbone.forward_features(v)) for v in (v1, v2))
         # Symmetric loss: each view's prediction regresses the *other* view's target.
         # (negative_cosine = -cos; the paper's 2 - 2 cos has the same gradient up to a factor 2.)
         loss = losses.negative_cosine(p1, t2) + losses.negative_cosine(p2, t1)

@@ -62,7 +62,8 @@ class SimCLR(Method):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="simclr")
-        # One backbone pass over both views: BatchNorm sees all 2B images, as in the paper.
+        # One pass over both views: BatchNorm normalises over all 2B views together - the paper's
+        # global BN (its official code concatenates the views along the batch the same way).
         z = self.projector(self.backbone.forward_features(torch.cat([v1, v2])))  # (2B, P)
         z1, z2 = z.chunk(2)                                              # (B, P) each
         # Under DDP every image of the *global* batch is a negative (gather keeps gradients).

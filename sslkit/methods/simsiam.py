@@ -65,9 +65,10 @@ class SimSiam(Method):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="simclr")
-        z = self.projector(self.backbone.forward_features(torch.cat([v1, v2])))  # (2B, P)
-        p1, p2 = self.predictor(z).chunk(2)                              # (B, P) each
-        z1, z2 = z.chunk(2)
+        # Each view through the network as its own batch (BatchNorm statistics per view), as the
+        # official code does.
+        z1, z2 = (self.projector(self.backbone.forward_features(v)) for v in (v1, v2))  # (B, P) each
+        p1, p2 = self.predictor(z1), self.predictor(z2)
         if self.config.stop_gradient:                                    # the stop-gradient: z is a
             z1, z2 = z1.detach(), z2.detach()                            # constant target here
         loss = 0.5 * (losses.negative_cosine(p1, z2, detach=False)

@@ -76,7 +76,9 @@ class VICReg(Method):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="byol")
-        z1, z2 = self.projector(self.backbone.forward_features(torch.cat([v1, v2]))).chunk(2)  # (B, P)
+        # Each view through the network as its own batch (BatchNorm statistics per view), as the
+        # official code does.
+        z1, z2 = (self.projector(self.backbone.forward_features(v)) for v in (v1, v2))  # (B, P) each
         # Variance and covariance are batch statistics: compute them on the *global* batch.
         z1, z2 = distributed.gather(z1), distributed.gather(z2)          # (B_global, P)
         c = self.config

@@ -22,9 +22,10 @@ from sslkit.train.callbacks import Callback, TrainState
 from sslkit.train.checkpoint import (CheckpointWarning, check_model_state, check_optimizer_state,
                                      run_config, save_checkpoint, unwrap)
 from sslkit.train.history import History
+from sslkit.train.host import heap_kept
 from sslkit.train.safety import Interrupt, Snapshot
 from sslkit.train.schedules import StepBudget, WarmupCosine
-from sslkit.train.step import TrainStep
+from sslkit.train.step import TrainStep, memory_format
 
 # on_nan="skip" gives up after this many non-finite steps in a row: the run has diverged.
 MAX_SKIPS_IN_A_ROW = 10
@@ -64,6 +65,7 @@ class Run:
         self.budget = StepBudget(s.steps, s.epochs, s.minutes, len(data) // s.batch_size)
         self.gen = torch.Generator().manual_seed(s.seed)  # batch order; identical on every rank
         self.snapshot = Snapshot(method, opt)
+        self.layout = memory_format(method, data, device)  # of the batches, as place() set the model
         self.config = run_config(method, data, asdict(s))
         self.window: list[tuple[int, int, float, tuple[str, ...], torch.Tensor, float]] = []
         self.busy = 0.0            # host seconds spent in the steps of the window
@@ -133,11 +135,16 @@ class Run:
         torch.backends.cudnn.benchmark = benchmark or self.device.type == "cuda"
         self.method.train()
         try:
-            yield
+            with heap_kept(self.device):  # CPU: no page faults for each step's activations
+                yield
         finally:
             torch.backends.cudnn.benchmark = benchmark
             self.bar.close()
             self.method.train(self.was_training)
+            if self.device.type == "cpu" and self.layout is torch.channels_last:
+                # channels-last is the run's choice on the CPU: hand the model back in the default
+                # layout, so it computes after fit bit for bit as a fresh copy of its weights.
+                self.method.to(memory_format=torch.contiguous_format)
 
     def start(self) -> None:
         self.t_start = time.perf_counter()
@@ -162,8 +169,8 @@ class Run:
         """One optimiser step; nothing in here waits for the device."""
         t0 = time.perf_counter()
         x = self.data.batch(dist.shard(idx))
-        if self.device.type == "cuda" and x.ndim == 4 and self.data.kind == "image":
-            x = x.contiguous(memory_format=torch.channels_last)
+        if x.ndim == 4 and self.layout is not torch.contiguous_format:
+            x = x.contiguous(memory_format=self.layout)
         lr = self.sched.lr(self.done, self.total)
         out, bad = self.stepper(x, lr)
         self.done, self.batch = self.done + 1, self.batch + 1
@@ -213,7 +220,8 @@ class Run:
                                 throughput=throughput, terms=logged)
         self.skips_in_a_row = 0
         self.bar.total = max(self.total, self.done)
-        self.bar.set_postfix(loss=f"{self.history.last_loss:.4f}", samples_s=f"{throughput:,.0f}")
+        self.bar.set_postfix(loss=f"{self.history.last_loss:.4f}", samples_s=f"{throughput:,.0f}",
+                             refresh=False)  # drawn with the next update, at most 10 times a second
         return True
 
     def _non_finite(self, step: int, loss: float) -> bool:

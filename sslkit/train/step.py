@@ -12,8 +12,9 @@ keeps every number on the device:
 * **Guarded update.** The fused AdamW/SGD kernels accept a ``found_inf`` tensor (again what
   ``GradScaler`` passes) and skip the update *on the device* when it is non-zero. Once a step is
   bad, ``window_bad`` keeps every later update skipped until the engine reads the flags (every
-  ``log_every`` steps) and rolls back - so the weights never take a NaN step. Optimisers without a
-  fused kernel (the CPU default) apply the step; the engine reads every step there and undoes it.
+  ``log_every`` steps) and rolls back - so the weights never take a NaN step. ``fit`` asks for the
+  fused kernels on every device (the CPU has them too); an optimiser without one applies the step,
+  and the engine, which then reads that step's flag, undoes it.
 * **Precision.** ``"bf16"``: autocast to bfloat16 (same exponent range as fp32, no scaling needed).
   ``"fp16"``: autocast to float16 with dynamic loss scaling (Micikevicius et al. 2018, "Mixed
   Precision Training"): the loss is multiplied by ``scale`` so small gradients do not underflow;
@@ -41,6 +42,24 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
     if device.type != "cuda":
         return "fp32"
     return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+
+
+def memory_format(method: nn.Module, data: Any, device: torch.device) -> torch.memory_format:
+    """The layout of a run's image batches and weights: channels-last (NHWC) for image data where
+    the model is a convolutional network, else PyTorch's default (NCHW).
+
+    On CUDA, channels-last lets convolutions use tensor cores. On the CPU it lets oneDNN run
+    convolutions, BatchNorm and ReLU without reordering: measured per training step (1 thread,
+    issue 17) -22% for the ConvNet on 8 px digits, -15% on 32 px shapes, -10% for ResNet-18; a ViT,
+    whose only convolution is its patch embedding, was 4% slower, so on the CPU only models with
+    more than one convolution switch. The result is the same up to float rounding.
+    """
+    if getattr(data, "kind", None) != "image":
+        return torch.contiguous_format
+    if device.type == "cuda":
+        return torch.channels_last
+    convs = sum(isinstance(m, nn.Conv2d) for m in method.modules())
+    return torch.channels_last if device.type == "cpu" and convs > 1 else torch.contiguous_format
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -8,6 +8,7 @@
     transformer     tokens (B, L) int64   128   forward_tokens (per position)
     conv1d          signals (B, C, T)     128   forward_sequence (B, T', D)
     frames          clips (B, T, C, H, W) 128   encode_frames (B, T, D)
+    wave_transformer  raw audio (B, C, T) 128   latents (B, S, C), context(z, mask), forward_sequence
 
     net = sslkit.backbones.create("vit_tiny", image_size=32, in_channels=3)
 """
@@ -25,6 +26,7 @@ from sslkit.backbones.frames import FrameEncoder
 from sslkit.backbones.resnet import ResNet18, resnet18, resnet18_cifar
 from sslkit.backbones.transformer import TextTransformer
 from sslkit.backbones.vit import ViT
+from sslkit.backbones.wave import WaveTransformer
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "convnet": ConvNet,
@@ -34,6 +36,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "transformer": TextTransformer,
     "conv1d": Conv1dEncoder,
     "frames": FrameEncoder,
+    "wave_transformer": WaveTransformer,
 }
 
 
@@ -56,4 +59,4 @@ def create(name: str, **kw: Any) -> nn.Module:
 
 
 __all__ = ["create", "names", "ConvNet", "ResNet18", "ViT", "TextTransformer", "Conv1dEncoder",
-           "FrameEncoder"]
+           "FrameEncoder", "WaveTransformer"]

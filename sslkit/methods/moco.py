@@ -60,7 +60,7 @@ class MoCoConfig:
 
 class MoCo(Method):
     name = "moco"
-    kinds = ("image",)
+    kinds = ("image", "spectrogram")
     default_lr = 1e-3  # AdamW; paper: SGD lr 0.03 at batch 256
 
     queue: torch.Tensor

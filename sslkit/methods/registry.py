@@ -11,7 +11,7 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 # Method modules, imported on first use of the registry (each registers itself).
 _MODULES = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "mae",
-            "autoencoder", "rotation", "jigsaw", "mlm", "cpc", "next_frame")
+            "autoencoder", "rotation", "jigsaw", "mlm", "cpc", "next_frame", "wav2vec")
 _loaded = False
 
 
@@ -53,6 +53,22 @@ def create(name: str, data: Any = None, backbone: Any = None, **config: Any) -> 
         backbone: None (default for the data), a backbone name (``sslkit.backbones.names()``) or an
             ``nn.Module`` with ``forward_features`` and ``embed_dim``.
         **config: method hyper-parameters (see each method's config dataclass).
+
+    Raises ValueError when ``data`` is of a kind the method does not train on (``method.kinds``).
+    With spectrogram data (``load("spoken_digits", representation="log_mel")``), ``views="auto"``
+    becomes ``"spectrogram"``.
     """
     checks.choice("name", name, names())
-    return _REGISTRY[name](data=data, backbone=backbone, **config)
+    method = _REGISTRY[name](data=data, backbone=backbone, **config)
+    kind = getattr(data, "kind", None)
+    kinds = tuple(getattr(method, "kinds", ()))
+    if kind is not None and kinds and kind not in kinds:
+        raise ValueError(f"method {name!r} trains on {' or '.join(kinds)} data, but data={data.name!r} "
+                         f"holds {kind} data; choose a method for {kind} data or another dataset")
+    # Views that suit the data: image recipes (colour, crops, flips) are wrong for spectrograms, so
+    # views="auto" becomes "spectrogram" (sslkit.pretext.audio). Set in the config, so a checkpoint
+    # records it and load_method rebuilds the same method.
+    cfg = getattr(method, "config", None)
+    if kind == "spectrogram" and getattr(cfg, "views", None) == "auto":
+        cfg.views = "spectrogram"
+    return method

@@ -4,7 +4,7 @@ import pytest
 import sslkit
 
 ALL = {"simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "mae", "autoencoder",
-       "rotation", "jigsaw", "mlm", "cpc", "next_frame"}
+       "rotation", "jigsaw", "mlm", "cpc", "next_frame", "wav2vec"}
 
 
 def test_all_methods_registered():

@@ -28,15 +28,12 @@ import sslkit
 from sslkit.data import audio
 from sslkit.eval import baselines, extract_features, label_efficiency, linear_probe
 
-# name -> (method, representation, batch, create() settings, backbone factory or None)
-# The ConvNet for spectrograms is half the default width (16-32-64): the default's 40 x 52 maps at
-# full width cost ~4x more (8.6 s vs 2.1 s per 128 spectrograms forward + backward, 1 busy core).
+# name -> (method, representation, batch, create() settings, backbone factory or None = the default:
+# wave_transformer for wav2vec, spec_convnet (16-32-64, 8 frequency bands) for spectrograms)
 RUNS = {
     "wav2vec": ("wav2vec", "wave", 32, {}, None),
-    "simclr": ("simclr", "log_mel", 64, {},
-               lambda: sslkit.backbones.create("convnet", in_channels=1, widths=(16, 32, 64))),
-    "byol": ("byol", "log_mel", 64, {},
-             lambda: sslkit.backbones.create("convnet", in_channels=1, widths=(16, 32, 64))),
+    "simclr": ("simclr", "log_mel", 64, {}, None),
+    "byol": ("byol", "log_mel", 64, {}, None),
     # CPC on 10 ms steps: conv1d with strides 5*4*4 = 80 samples (the default 4-sample steps make
     # 1,024 GRU steps per 0.5 s clip: ~9 s a step on one core)
     "cpc": ("cpc", "wave", 32, {}, lambda: sslkit.backbones.create("conv1d", strides=(5, 4, 4))),

@@ -223,6 +223,20 @@ def test_two_view_methods_pick_spectrogram_views(name, log_mel):
     assert sslkit.create(name, data=log_mel, views="simclr", **small).config.views == "simclr"   # asked for
 
 
+def test_spectrogram_backbone_keeps_frequency():
+    net = backbones.create("spec_convnet", widths=(4, 8, 8), freq_bands=5).eval()
+    assert net.embed_dim == 40
+    x = torch.full((2, 1, 40, 52), -60.0)
+    x[0, 0, 2:6] = 20.0                                                  # a low band sounds
+    x[1, 0, 30:34] = 20.0                                                # a high band sounds
+    f = net(x).view(2, 8, 5)                                             # (B, channels, bands)
+    # the low sound moves the lowest band's features more than the highest band's, and vice versa
+    base = net(torch.full((1, 1, 40, 52), -60.0)).view(8, 5)
+    moved = (f - base).abs().sum(dim=1)                                  # (B, bands)
+    assert moved[0, 0] > moved[0, 4] and moved[1, 4] > moved[1, 0]
+    assert net(torch.randn(2, 1, 23, 17)).shape == (2, 40)              # any F, T
+
+
 def test_simclr_on_spectrograms_uses_audio_views(log_mel, monkeypatch):
     calls = []
     real = P.spectrogram_views
@@ -233,7 +247,7 @@ def test_simclr_on_spectrograms_uses_audio_views(log_mel, monkeypatch):
 
     monkeypatch.setattr(P, "spectrogram_views", spy)
     m = sslkit.create("simclr", data=log_mel)
-    assert type(m.backbone).__name__ == "ConvNet" and m.backbone.in_channels == 1
+    assert isinstance(m.backbone, backbones.SpectrogramConvNet) and m.backbone.in_channels == 1
     m.training_step(log_mel.batch(torch.arange(8)))
     assert calls == [(8, 1, 40, 52)]
 
@@ -247,7 +261,7 @@ def test_simclr_trains_on_spectrograms(log_mel):
 
 
 def test_a_spectrogram_run_reloads_with_its_views(log_mel, tmp_path):
-    m = sslkit.create("simclr", data=log_mel, backbone="convnet", proj_hidden=32, proj_dim=16)
+    m = sslkit.create("simclr", data=log_mel, backbone="spec_convnet", proj_hidden=32, proj_dim=16)
     fit(m, log_mel, steps=1, batch_size=8, device="cpu", progress=False, monitor_collapse=False,
         checkpoint=tmp_path / "s.pt")
     assert torch.load(tmp_path / "s.pt", weights_only=True)["config"]["method_config"]["views"] == "spectrogram"

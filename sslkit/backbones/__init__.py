@@ -9,6 +9,7 @@
     conv1d          signals (B, C, T)     128   forward_sequence (B, T', D)
     frames          clips (B, T, C, H, W) 128   encode_frames (B, T, D)
     wave_transformer  raw audio (B, C, T) 128   latents (B, S, C), context(z, mask), forward_sequence
+    spec_convnet    spectrograms (B, C, F, T) 512   convnet pooled over time only (8 frequency bands kept)
 
     net = sslkit.backbones.create("vit_tiny", image_size=32, in_channels=3)
 """
@@ -24,6 +25,7 @@ from sslkit.backbones.conv1d import Conv1dEncoder
 from sslkit.backbones.convnet import ConvNet
 from sslkit.backbones.frames import FrameEncoder
 from sslkit.backbones.resnet import ResNet18, resnet18, resnet18_cifar
+from sslkit.backbones.spectrogram import SpectrogramConvNet
 from sslkit.backbones.transformer import TextTransformer
 from sslkit.backbones.vit import ViT
 from sslkit.backbones.wave import WaveTransformer
@@ -37,6 +39,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "conv1d": Conv1dEncoder,
     "frames": FrameEncoder,
     "wave_transformer": WaveTransformer,
+    "spec_convnet": SpectrogramConvNet,
 }
 
 
@@ -59,4 +62,4 @@ def create(name: str, **kw: Any) -> nn.Module:
 
 
 __all__ = ["create", "names", "ConvNet", "ResNet18", "ViT", "TextTransformer", "Conv1dEncoder",
-           "FrameEncoder", "WaveTransformer"]
+           "FrameEncoder", "WaveTransformer", "SpectrogramConvNet"]

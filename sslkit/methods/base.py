@@ -102,8 +102,9 @@ def make_config(cls: type, config: dict[str, Any]) -> Any:
 # Default backbone by data kind (when ``backbone=None``). Images: the tiny ``convnet`` for <= 32 px
 # (digits, shapes, CIFAR-sized data train in minutes on a laptop); ``resnet18`` above that (STL-10).
 # ``resnet18_cifar`` is the stronger 32 px choice when asked for by name.
-# Spectrograms (F x T arrays) get the image ``convnet``: it takes any H, W.
-_DEFAULT_BY_KIND = {"text": "transformer", "signal": "conv1d", "clip": "frames", "spectrogram": "convnet"}
+# Spectrograms (F x T) get ``spec_convnet``: the image convnet pooled over time only (it keeps
+# which frequencies sound; global pooling would average formants away).
+_DEFAULT_BY_KIND = {"text": "transformer", "signal": "conv1d", "clip": "frames", "spectrogram": "spec_convnet"}
 
 
 def _data_facts(data: Any, kind: str | None) -> dict[str, Any]:

@@ -57,9 +57,10 @@ class Wav2VecConfig:
 class Wav2Vec(Method):
     name = "wav2vec"
     kinds = ("signal",)
-    # AdamW. Paper: Adam, peak lr 5e-4 at ~1.4 M samples of audio per batch (BASE); 1e-3 per 256
-    # clips suits this small model on 0.5 s clips (fit scales it by batch_size / 256).
-    default_lr = 1e-3
+    # AdamW lr per 256 clips (fit scales it by batch_size / 256): 4e-3 gives the paper's peak lr 5e-4
+    # at batch 32. Measured on spoken_digits (batch 32, 1 thread): loss 3.44 -> 2.19 in 300 steps,
+    # against 2.23 after 500 steps at 1e-3 per 256 (1.25e-4).
+    default_lr = 4e-3
 
     def __init__(self, backbone: nn.Module, config: Wav2VecConfig) -> None:
         for attr in ("latents", "context"):

@@ -99,6 +99,25 @@ def time_shift(x: torch.Tensor, max_shift: int = 10, generator: torch.Generator 
     return torch.where(inside.view(B, 1, 1, T), moved, silence)
 
 
+def freq_warp(x: torch.Tensor, max_warp: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stretch or squeeze each spectrogram's frequency axis by its own factor a in
+    [1 - max_warp, 1 + max_warp] about the lowest band: row f of the view is row f / a of the input
+    (linear interpolation; rows past the top repeat the top row). A longer or shorter vocal tract
+    moves every formant by about the same factor: vocal tract length perturbation (Jaitly & Hinton
+    2013, "Vocal Tract Length Perturbation (VTLP) improves speech recognition"), here on mel rows."""
+    _spectrograms("x", x)
+    max_warp = checks.number("max_warp", max_warp, min=0.0, max=1.0, max_open=True)
+    _random.check_generator(generator, x.device)
+    B, C, Fr, T = x.shape
+    a = _random.uniform(B, 1.0 - max_warp, 1.0 + max_warp, generator, x.device)          # (B,)
+    src = (torch.arange(Fr, device=x.device) / a[:, None]).clamp(max=Fr - 1)           # (B, F) source row
+    lo = src.floor().long().clamp(max=Fr - 2) if Fr > 1 else src.long()
+    hi = (lo + 1).clamp(max=Fr - 1)
+    w = (src - lo).to(x.dtype).view(B, 1, Fr, 1)                                        # (B, 1, F, 1)
+    take = lambda idx: x.gather(2, idx.view(B, 1, Fr, 1).expand(B, C, Fr, T))
+    return take(lo) * (1 - w) + take(hi) * w
+
+
 def gain(x: torch.Tensor, db: float = 6.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """Add a per-sample gain uniform in [-db, db] decibels to a spectrogram in dB (B, C, F, T):
     the same sound, louder or quieter."""
@@ -120,6 +139,7 @@ class SpectrogramViews:
     """
     max_shift: int = 10        # frames (100 ms): words sit anywhere in their 0.5 s clip
     gain_db: float = 6.0       # +-6 dB: a speaker a little closer or farther from the microphone
+    max_warp: float = 0.0      # frequency warp factor in [1 - w, 1 + w] (VTLP uses 0.9-1.1)
     freq_width: int = 8        # mel bands per frequency mask
     freq_masks: int = 2
     time_width: int = 10       # frames per time mask
@@ -127,13 +147,15 @@ class SpectrogramViews:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if f.name == "gain_db":
-                checks.number(f.name, self.gain_db, min=0.0)
+            if f.name in ("gain_db", "max_warp"):
+                checks.number(f.name, getattr(self, f.name), min=0.0, max=None if f.name == "gain_db" else 0.99)
             else:
                 checks.integer(f.name, getattr(self, f.name), min=0)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         v = time_shift(x, self.max_shift, generator)
+        if self.max_warp > 0:
+            v = freq_warp(v, self.max_warp, generator)
         v = gain(v, self.gain_db, generator)
         v = freq_mask(v, self.freq_width, self.freq_masks, 1.0, generator)
         return time_mask(v, self.time_width, self.time_masks, 1.0, generator)
@@ -199,5 +221,5 @@ def sample_distractors(mask: torch.Tensor, num: int, generator: torch.Generator 
     return order.gather(1, r.view(B, S * num)).view(B, S, num)
 
 
-__all__ = ["freq_mask", "time_mask", "time_shift", "gain", "SpectrogramViews", "SPECTROGRAM",
+__all__ = ["freq_mask", "time_mask", "time_shift", "freq_warp", "gain", "SpectrogramViews", "SPECTROGRAM",
            "spectrogram_views", "mask_spans", "sample_distractors"]

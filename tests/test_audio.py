@@ -153,6 +153,23 @@ def test_time_shift_matches_a_loop_reference():
     assert len(set(shift.tolist())) > 1
 
 
+def test_freq_warp_matches_a_loop_reference():
+    x = spectrograms(3)
+    v = P.freq_warp(x, 0.1, generator=torch.Generator().manual_seed(5))
+    a = torch.rand(3, generator=torch.Generator().manual_seed(5)) * 0.2 + 0.9   # the factors drawn
+    for b in range(3):
+        for f in range(40):
+            src = min(f / float(a[b]), 39.0)
+            lo = min(int(math.floor(src)), 38)
+            w = src - lo
+            want = x[b, :, lo] * (1 - w) + x[b, :, lo + 1] * w
+            torch.testing.assert_close(v[b, :, f], want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(v[:, :, 0], x[:, :, 0])                            # the lowest band stays
+    assert torch.equal(P.freq_warp(x, 0.0), x)
+    with pytest.raises(ValueError, match="max_warp"):
+        P.freq_warp(x, 1.0)
+
+
 def test_gain_adds_one_level_per_sample():
     x = spectrograms()
     v = P.gain(x, db=6.0, generator=torch.Generator().manual_seed(0))

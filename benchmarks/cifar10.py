@@ -4,8 +4,13 @@
     python benchmarks/cifar10.py --stand-in --epochs 2             # timing only, no CIFAR files needed
 
 sslkit makes the views on the GPU from a uint8 dataset that lives on the GPU whole. The reference
-is the usual per-sample pipeline: torchvision PIL transforms in a DataLoader (workers = CPU cores)
-feeding the same model and loss; its epoch time is extrapolated from ``--baseline-batches`` batches.
+is the usual per-sample pipeline: torchvision PIL transforms in a DataLoader (workers = CPU cores).
+Everything but the data pipeline is the same on both sides, so the printed ratio measures the data
+pipeline alone: the baseline's transforms follow the SimCLR model's own ``ViewRecipe`` (crop
+scale and ratio, flip, jitter strengths and probability, grayscale, blur kernel and sigma,
+solarize), and its views go through the very same training step (``sslkit.train.step.TrainStep``:
+model, channels_last layout on CUDA, fused AdamW with the same betas, bf16/fp16 autocast, compile)
+as ``sslkit.fit``. Its epoch time is extrapolated from ``--baseline-batches`` batches.
 ``--stand-in`` replaces CIFAR-10 by 50,000 procedurally drawn 32x32 RGB images (``shapes``) of the
 same size and count: wall times are comparable, accuracies are not CIFAR-10's.
 """
@@ -18,7 +23,7 @@ import time
 import torch
 
 import sslkit
-from sslkit import losses
+from sslkit.train import Callback
 
 
 def load(args: argparse.Namespace):
@@ -38,17 +43,99 @@ def knn(method, train, test) -> tuple[float, float]:
             sslkit.eval.knn_accuracy(ftr, ltr, fte, lte, k=200))
 
 
-def baseline_epoch_time(method, train, batch_size: int, n_batches: int, dev: torch.device) -> float:
-    """Seconds per epoch of the per-sample PIL + DataLoader pipeline feeding the same SimCLR step."""
+class EpochClock(Callback):
+    """Wall time at every epoch boundary (one device sync per epoch, outside the timed steps)."""
+
+    def __init__(self, steps_per_epoch: int) -> None:
+        self.steps_per_epoch, self.times = steps_per_epoch, []
+
+    def on_step_end(self, state) -> None:
+        if state.step % self.steps_per_epoch == 0:
+            if state.data.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+
+
+def view_recipe(method):
+    """The recipe the sslkit method trains with (a ViewRecipe)."""
+    from sslkit.methods.base import resolve_views
+    from sslkit.pretext.recipes import BYOL_1, SIMCLR, WEAK, ViewRecipe
+
+    recipe = getattr(method, "view_recipe", None)
+    if isinstance(recipe, (list, tuple)):
+        recipe = recipe[0]
+    if recipe is None:  # methods without the attribute: resolve the config's "views" setting
+        name = resolve_views(method.config.views, 32, paper="simclr")
+        recipe = name if callable(name) else {"simclr": SIMCLR, "byol": BYOL_1, "weak": WEAK}[name]
+    if not isinstance(recipe, ViewRecipe):
+        raise SystemExit(f"the baseline needs a ViewRecipe to copy; the method uses {recipe!r}")
+    return recipe
+
+
+def torchvision_views(recipe, image_size: int):
+    """The same augmentations, per sample on PIL images, as the usual CIFAR SimCLR code does."""
+    from torchvision import transforms as T
+
+    from sslkit.pretext.views import default_kernel_size
+
+    size = recipe.size or image_size
+    ops = [T.RandomResizedCrop(size, scale=recipe.scale, ratio=recipe.ratio)]
+    if recipe.flip_p > 0:
+        ops.append(T.RandomHorizontalFlip(recipe.flip_p))
+    if recipe.jitter_p > 0:
+        ops.append(T.RandomApply([T.ColorJitter(recipe.brightness, recipe.contrast,
+                                                recipe.saturation, recipe.hue)], p=recipe.jitter_p))
+    if recipe.gray_p > 0:
+        ops.append(T.RandomGrayscale(recipe.gray_p))
+    if recipe.blur_p > 0:
+        side = size if isinstance(size, int) else min(size)
+        kernel = recipe.blur_kernel or default_kernel_size(side, side)
+        ops.append(T.RandomApply([T.GaussianBlur(kernel, sigma=recipe.blur_sigma)], p=recipe.blur_p))
+    if recipe.solarize_p > 0:
+        ops.append(T.RandomSolarize(round(255 * recipe.solarize_threshold), p=recipe.solarize_p))
+    ops.append(T.ToTensor())
+    if recipe.noise_p > 0 and recipe.noise_std > 0:
+        ops.append(T.RandomApply([T.Lambda(lambda v: (v + recipe.noise_std * torch.randn_like(v))
+                                           .clamp(0, 1))], p=recipe.noise_p))
+    if recipe.cutout_p > 0:
+        ops.append(T.RandomErasing(p=recipe.cutout_p, scale=(recipe.cutout_size ** 2,) * 2, ratio=(1, 1)))
+    return T.Compose(ops)
+
+
+class Feed:
+    """A ``views`` callable that hands out pre-made views: view 1, then view 2, per batch."""
+
+    def __init__(self) -> None:
+        self.pending: list[torch.Tensor] = []
+
+    def __call__(self, x: torch.Tensor, generator=None) -> torch.Tensor:
+        return self.pending.pop(0)
+
+
+def baseline_epoch_time(args, train, dev: torch.device, n_batches: int) -> float:
+    """Seconds per epoch of the per-sample PIL + DataLoader pipeline feeding sslkit's own step."""
     import numpy as np
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
-    from torchvision import transforms as T
 
-    aug = T.Compose([  # the SimCLR recipe, per sample, as in the usual CIFAR SimCLR code
-        T.RandomResizedCrop(32, scale=(0.08, 1.0)), T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2),
-        T.RandomApply([T.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5), T.ToTensor()])
+    from sslkit.train.fit import build_optimizer, place
+    from sslkit.train.run import Settings
+    from sslkit.train.step import TrainStep, resolve_precision
+
+    torch.manual_seed(0)
+    feed = Feed()
+    method = sslkit.create("simclr", data=train, backbone=args.backbone)
+    aug = torchvision_views(view_recipe(method), train.sample_shape[-1])  # the recipe sslkit trains with
+    method = sslkit.create("simclr", data=train, backbone=args.backbone, views=feed)
+    precision = resolve_precision(None, dev)
+    compile = dev.type == "cuda" if not args.compile else True
+    s = Settings(epochs=None, steps=n_batches, minutes=None, batch_size=args.batch_size,
+                 lr=method.default_lr * args.batch_size / 256, weight_decay=0.05, warmup=0.0,
+                 optimizer="adamw", seed=0, checkpoint=None, checkpoint_every=None, on_nan="stop",
+                 log_every=None, precision=precision, compile=compile, progress=False)
+    method, _ = place(method, train.subset(slice(0, 2)), dev)      # channels_last on CUDA
+    opt, _ = build_optimizer(method, s, dev)                          # fused AdamW, same betas
+    step = TrainStep(method, method, opt, dev, precision, compile)
     images = train.images.permute(0, 2, 3, 1).numpy()  # (N, H, W, C) uint8
 
     class Pairs(Dataset):
@@ -59,32 +146,32 @@ def baseline_epoch_time(method, train, batch_size: int, n_batches: int, dev: tor
             img = Image.fromarray(np.ascontiguousarray(images[i]))
             return aug(img), aug(img)
 
-    loader = DataLoader(Pairs(), batch_size=batch_size, shuffle=True, drop_last=True,
+    loader = DataLoader(Pairs(), batch_size=args.batch_size, shuffle=True, drop_last=True,
                         num_workers=os.cpu_count() or 1, pin_memory=dev.type == "cuda",
                         persistent_workers=True)
-    opt = torch.optim.AdamW(method.parameters(), lr=1e-3)
+    layout = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
     method.train()
     it = iter(loader)
-    next(it)  # start the workers before timing
+
+    def one_step() -> None:
+        v1, v2 = (v.to(dev, non_blocking=True).contiguous(memory_format=layout) for v in next(it))
+        feed.pending = [v1, v2]
+        step(v1, s.lr)  # training_step(v1): its views callable returns v1, then v2
+
+    one_step()  # workers started, model compiled, cuDNN tuned: not timed (as sslkit's first epoch)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     for _ in range(n_batches):
-        v1, v2 = (v.to(dev, non_blocking=True) for v in next(it))
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            z = method.projector(method.backbone.forward_features(torch.cat([v1, v2])))
-            loss = losses.nt_xent(*z.float().chunk(2), temperature=0.5)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        one_step()
     sync()
     per_batch = (time.perf_counter() - t0) / n_batches
-    return per_batch * (len(train) // batch_size)
+    return per_batch * (len(train) // args.batch_size)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default="simclr,byol")
+    p.add_argument("--methods", default="simclr,byol", help="comma-separated; empty: baseline only")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--root", default="data")
@@ -93,27 +180,29 @@ def main() -> None:
     p.add_argument("--stand-in-test", type=int, default=10_000, help="stand-in test size (CIFAR-10: 10k)")
     p.add_argument("--backbone", default="resnet18_cifar", help="the issue's target uses resnet18_cifar")
     p.add_argument("--baseline-batches", type=int, default=20, help="0 skips the per-sample baseline")
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile", action="store_true", help="compile on the CPU too (always on with CUDA)")
     args = p.parse_args()
 
     dev = sslkit.device()
     train, test = load(args)
     gpu = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
-    print(f"device: {dev} ({gpu}); train {tuple(train.x.shape)}, test {tuple(test.x.shape)}"
-          f"{' [stand-in]' if args.stand_in else ''}")
+    from sslkit.train.step import resolve_precision
+    precision = resolve_precision(None, dev)
+    print(f"device: {dev} ({gpu}), precision {precision}; train {tuple(train.x.shape)}, test "
+          f"{tuple(test.x.shape)}{' [stand-in]' if args.stand_in else ''}")
     rows = []
-    for name in args.methods.split(","):
+    steps_per_epoch = len(train) // args.batch_size
+    for name in [m for m in args.methods.split(",") if m]:
         torch.manual_seed(0)
-        method = sslkit.create(name, data=train, backbone=args.backbone).to(dev)
+        method = sslkit.create(name, data=train, backbone=args.backbone)
+        clock = EpochClock(steps_per_epoch)
         t0 = time.perf_counter()
-        hist = sslkit.fit(method, train, epochs=args.epochs, batch_size=args.batch_size,
-                          device=dev, compile=args.compile, progress=False)
+        hist = sslkit.fit(method, train, epochs=args.epochs, batch_size=args.batch_size, device=dev,
+                          compile=True if args.compile else None, progress=False, callbacks=[clock])
         wall = time.perf_counter() - t0
-        # Epoch time from the step clock, skipping the first epoch (compilation, cudnn autotuning).
-        steps_per_epoch = len(train) // args.batch_size
-        t = hist.time
-        epoch_s = ((t[-1] - t[steps_per_epoch - 1]) / (args.epochs - 1) if args.epochs > 1
-                   else t[-1])
+        # Epoch time from the epoch clock, skipping the first epoch (compilation, cuDNN autotuning).
+        t = clock.times
+        epoch_s = (t[-1] - t[0]) / (len(t) - 1) if len(t) > 1 else wall
         k20, k200 = knn(method, train.to(dev), test.to(dev))
         rows.append((name, epoch_s, wall, k20, k200, hist.last_loss))
         print(f"{name}: {args.epochs} epochs in {wall:.0f}s, {epoch_s:.2f} s/epoch, "
@@ -121,9 +210,7 @@ def main() -> None:
 
     base = None
     if args.baseline_batches > 0:
-        torch.manual_seed(0)
-        method = sslkit.create("simclr", data=train, backbone=args.backbone).to(dev)
-        base = baseline_epoch_time(method, train, args.batch_size, args.baseline_batches, dev)
+        base = baseline_epoch_time(args, train, dev, args.baseline_batches)
 
     print(f"\n| method | epochs | s/epoch (sslkit) | kNN@20 | kNN@200 |\n|---|---|---|---|---|")
     for name, epoch_s, _, k20, k200, _ in rows:
@@ -131,8 +218,8 @@ def main() -> None:
     if base is not None:
         simclr = next((r[1] for r in rows if r[0] == "simclr"), None)
         ratio = f", sslkit is {base / simclr:.1f}x faster" if simclr else ""
-        print(f"\nper-sample PIL DataLoader pipeline (SimCLR step, {os.cpu_count()} workers): "
-              f"{base:.2f} s/epoch{ratio}")
+        print(f"\nper-sample PIL DataLoader pipeline, same recipe, model, layout and precision "
+              f"(SimCLR step, {os.cpu_count()} workers): {base:.2f} s/epoch{ratio}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Public entry points (stable; notebooks and exercises depend on them):
     sslkit.method_names()                -> list of method names
     sslkit.fit(method, data, minutes=1)  -> training history
     sslkit.losses, sslkit.pretext, sslkit.backbones, sslkit.heads, sslkit.eval,
-    sslkit.widgets, sslkit.exercises     -> submodules, imported on first use
+    sslkit.widgets, sslkit.exercises,
+    sslkit.zoo                           -> submodules, imported on first use
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "data", "pretext", "losses", "backbones", "heads", "methods", "train", "eval",
-    "widgets", "exercises", "cli", "demo", "distributed", "devices",
+    "widgets", "exercises", "cli", "demo", "distributed", "devices", "zoo",
 }
 # Names re-exported lazily from submodules: name -> (module, attribute).
 _LAZY = {

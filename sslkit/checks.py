@@ -6,10 +6,12 @@ mismatch from deep inside torch.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -33,8 +35,13 @@ def _same(value: Any, allowed: Any) -> bool:
 
 
 def integer(name: str, value: Any, *, min: int | None = None, max: int | None = None) -> int:
-    """``value`` must be an int (not a bool, not a float) within [min, max]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    """``value`` must be an int (not a bool, not a float) within [min, max].
+
+    NumPy integers (``np.int64(3)``, what ``rng.integers`` returns) are accepted; the result is
+    always a Python ``int``, so callers should use it instead of ``value`` (NumPy's fixed-width
+    arithmetic overflows where Python's does not, e.g. ``np.int64(3) % 2**63``).
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name}={value!r} must be an int ({type(value).__name__} given)")
     value = int(value)
     _bounds(name, value, min, max, "")
@@ -42,13 +49,19 @@ def integer(name: str, value: Any, *, min: int | None = None, max: int | None = 
 
 
 def number(name: str, value: Any, *, min: float | None = None, max: float | None = None,
-           min_open: bool = False, max_open: bool = False) -> float:
-    """``value`` must be a real number within the interval; ``*_open`` excludes that end."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+           min_open: bool = False, max_open: bool = False, allow_inf: bool = False) -> float:
+    """``value`` must be a real number within the interval; ``*_open`` excludes that end.
+
+    NumPy scalars are accepted (the result is a Python ``float``). NaN never passes; infinities
+    only with ``allow_inf=True`` (``minutes=inf``, ``temperature=inf`` or ``lr=inf`` are mistakes).
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name}={value!r} must be a number ({type(value).__name__} given)")
     value = float(value)
     if value != value:
         raise ValueError(f"{name}={value!r} must be a number, not NaN")
+    if not allow_inf and math.isinf(value):
+        raise ValueError(f"{name}={value!r} must be a finite number (infinity is not allowed)")
     lo_ok = min is None or (value > min if min_open else value >= min)
     hi_ok = max is None or (value < max if max_open else value <= max)
     if not (lo_ok and hi_ok):

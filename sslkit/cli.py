@@ -4,10 +4,15 @@
     sslkit train --method simclr --data digits --minutes 2 --out runs/simclr
     sslkit eval --checkpoint runs/simclr/checkpoint.pt --protocol knn
     sslkit demo                                         the guided tour (``sslkit.demo``)
+    sslkit zoo list | build NAME | card NAME            reference models (``sslkit.zoo``)
     sslkit exercises strip notebooks/ student/          remove solutions from notebooks
+    sslkit exercises grade submissions/ --json out.json score students' notebooks
     torchrun --nproc_per_node=2 -m sslkit train ...     the same training with DDP
 
-Bad values exit with status 2 and a one-line message naming the flag and what is allowed.
+Bad values exit with status 2 and a one-line message naming the flag and what is allowed; files or
+data that cannot be used (a dataset that cannot be downloaded, an unwritable --out) exit with
+status 1 and a message, never a traceback. Ctrl-C during `sslkit train` saves the checkpoint and
+the history, then exits with status 130.
 """
 from __future__ import annotations
 
@@ -96,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kNN accuracy on the test split every N steps (and at the end)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (default: on with CUDA, off elsewhere)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("eval", help="evaluate a trained checkpoint",
@@ -121,9 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tools for the exercise notebooks.")
     ex = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = ex.add_parser("strip", help="write student copies of notebooks without solutions",
-                      description="Copy notebooks from SRC to DST with solution blocks removed.")
+                      description="Copy notebooks from SRC to DST with solution blocks removed, the cells "
+                                  "that give an exercise away replaced, and outputs cleared.")
     s.add_argument("src", metavar="SRC", help="notebook file or folder with solutions")
-    s.add_argument("dst", metavar="DST", help="output folder (must differ from SRC)")
+    s.add_argument("dst", metavar="DST", help="output folder (outside SRC's folder)")
+    s.add_argument("--only", metavar="EXERCISE", default=None,
+                   help="hand out one exercise: only the notebook that poses it, other exercises left out")
+    s.add_argument("--graded", action="store_true", help="check cells raise on failure (for autograders)")
+    s.add_argument("--nbgrader", action="store_true",
+                   help="also write nbgrader solution/grade metadata with points (implies --graded)")
+    g = ex.add_parser("grade", help="score submitted notebooks with the exercise checkers",
+                      description="Run each submission's exercise cells and checkers in a fresh Python "
+                                  "process with a time limit; print per-exercise scores and a total.")
+    g.add_argument("submissions", metavar="SUBMISSION", nargs="+", help="notebook files or folders of them")
+    g.add_argument("--json", metavar="FILE", default=None, help="also write the scores as JSON ('-': stdout)")
+    g.add_argument("--timeout", type=_positive_float(), default=60.0,
+                   help="seconds allowed for each exercise cell and each check (default 60)")
+    g.add_argument("--all-or-nothing", action="store_true",
+                   help="no partial credit: an exercise scores its points only when every check passes")
+    p = sub.add_parser("zoo", help="reference models: list, build, card (sslkit.zoo)", add_help=False,
+                       description="The model zoo; arguments are passed to sslkit.zoo.cli.main.")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="zoo arguments (try --help)")
     parser.commands = dict(sub.choices)  # name -> sub-command parser
     return parser
 
@@ -132,19 +156,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sslkit`` command; returns the exit status (2 for bad input)."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["demo"]:  # everything after `demo` belongs to the demo's own parser (--help too)
-        args = argparse.Namespace(command="demo", args=argv[1:])
+    if argv[:1] in (["demo"], ["zoo"]):  # the rest belongs to the command's own parser (--help too)
+        args = argparse.Namespace(command=argv[0], args=argv[1:])
     else:
         args = parser.parse_args(argv)
     sub = parser.commands[args.command]  # its usage line goes with error messages
     try:
         return _COMMANDS[args.command](args, sub)
-    except ValueError as err:  # bad values found past argparse (names, settings, files)
+    except ValueError as err:  # bad values found past argparse (names, settings, checkpoints)
         sub.error(str(err))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (OSError, _dataset_unavailable()) as err:  # files and data the command could not use
+        print(f"{sub.prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _dataset_unavailable() -> type:
+    from sslkit.data import DatasetUnavailable
+    return DatasetUnavailable
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of a known error (a DatasetUnavailable adds lines on how to get the data)."""
+    text = str(err) if not isinstance(err, OSError) or not err.filename else (
+        f"{err.strerror or type(err).__name__}: {err.filename!r}")
+    return text.strip() or type(err).__name__
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -180,9 +219,12 @@ def _load_data(parser: argparse.ArgumentParser, name: str, split: str, root: str
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import warnings
+
     import sslkit
     from sslkit import distributed as dist
-    from sslkit.train import KNNMonitor, LivePlot, fit
+    from sslkit.train import CheckpointWarning, KNNMonitor, LivePlot, fit
+    from sslkit.train.safety import check_writable
 
     if args.minutes is None and args.epochs is None and args.steps is None:
         parser.error("give a stopping rule: --minutes, --epochs or --steps (the first reached wins)")
@@ -192,8 +234,14 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.backbone is not None and args.backbone not in sslkit.backbones.names():
         parser.error(f"--backbone {args.backbone!r} is not a backbone; choose one of: "
                      f"{', '.join(sslkit.backbones.names())}")
+    out = args.out or os.path.join("runs", f"{args.method}-{args.data}")
+    paths = {name: os.path.join(out, name) for name in ("checkpoint.pt", "history.json", "loss.png")}
     dist_device = dist.init_from_env()  # under torchrun: join the process group first
     main_rank = dist.is_main()
+    if main_rank:  # every output location, before the data is loaded or a step is taken
+        check_writable(out, "--out", folder=True)
+        for path in paths.values():
+            check_writable(path, "--out")
     try:
         if not main_rank:
             dist.barrier()  # rank 0 downloads/builds the data first
@@ -212,30 +260,58 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         method = sslkit.create(args.method, data=data, backbone=args.backbone, **dict(args.config))
         if args.backbone is not None:
             method.backbone_name = args.backbone  # recorded in the checkpoint for `sslkit eval`
-        out = args.out or os.path.join("runs", f"{args.method}-{args.data}")
-        callbacks = [LivePlot(path=os.path.join(out, "loss.png"))]
+        callbacks = [LivePlot(path=paths["loss.png"])]
         if test is not None:
             callbacks.append(KNNMonitor(data, test, every=args.knn_every))
         if main_rank:
-            os.makedirs(out, exist_ok=True)
             n = dist.world_size()
             print(f"training {args.method} on {args.data} ({len(data)} samples) on {device}"
                   + (f" x {n} processes" if n > 1 else "") + f" -> {out}")
-        history = fit(method, data, epochs=args.epochs, steps=args.steps, minutes=args.minutes,
-                      batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                      callbacks=callbacks, checkpoint=os.path.join(out, "checkpoint.pt"),
-                      checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
-                      device=device, compile=args.compile, progress=not args.no_progress)
-        if main_rank:
-            history.save_json(os.path.join(out, "history.json"))
-            knn = [e["knn"] for e in history.evals if "knn" in e]
-            print(f"{'interrupted' if history.interrupted else 'done'}: {len(history)} steps in "
-                  f"{history.elapsed:.0f} s, final loss {history.last_loss:.4f}"
-                  + (f", kNN accuracy {knn[-1]:.3f}" if knn else ""))
-            print(f"wrote {os.path.join(out, 'checkpoint.pt')} and {os.path.join(out, 'history.json')}")
+        with warnings.catch_warnings():  # note failed checkpoint writes (they are still shown)
+            unsaved = _record_warnings(CheckpointWarning)
+            history = fit(method, data, epochs=args.epochs, steps=args.steps, minutes=args.minutes,
+                          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                          callbacks=callbacks, checkpoint=paths["checkpoint.pt"],
+                          checkpoint_every=args.checkpoint_every, resume=args.resume,
+                          seed=args.seed, device=device, compile=True if args.compile else None,
+                          progress=not args.no_progress)
+        if not main_rank:
+            return 0
+        try:
+            history.save_json(paths["history.json"])
+        except OSError as err:
+            unsaved.append(f"{paths['history.json']} ({type(err).__name__}: {err})")
+        knn = [e["knn"] for e in history.evals if "knn" in e]
+        print(f"{'interrupted' if history.interrupted else 'done'}: {len(history)} steps in "
+              f"{history.elapsed:.0f} s, final loss {history.last_loss:.4f}"
+              + (f", kNN accuracy {knn[-1]:.3f}" if knn else ""))
+        if unsaved:
+            print(f"{parser.prog}: error: not written: {'; '.join(unsaved)}", file=sys.stderr)
+            return 1
+        print(f"wrote {paths['checkpoint.pt']} and {paths['history.json']}")
+        if history.interrupted:
+            return 130  # the shell's code for "stopped by Ctrl-C", after saving
     finally:
         dist.cleanup()
     return 0
+
+
+def _record_warnings(category: type) -> list[str]:
+    """Inside ``warnings.catch_warnings()``: show warnings as usual, and list the messages of
+    ``category`` in the returned list."""
+    import warnings
+
+    seen: list[str] = []
+    show = warnings.showwarning
+
+    def showwarning(message, cat, *args, **kwargs):
+        if issubclass(cat, category):
+            seen.append(str(message))
+        show(message, cat, *args, **kwargs)
+
+    warnings.showwarning = showwarning
+    warnings.simplefilter("always", category)
+    return seen
 
 
 def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -278,10 +354,35 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return int(status or 0)
 
 
+def _zoo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sslkit.zoo.cli import main as zoo_main
+    return int(zoo_main(list(args.args)) or 0)
+
+
 def _exercises(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.action == "grade":
+        grading = _optional_module(parser, "sslkit.exercises.grade", "grading")
+        results = grading.grade(args.submissions, timeout=args.timeout, all_or_nothing=args.all_or_nothing)
+        if args.json != "-":
+            for r in results:
+                print(r.table())
+            if len(results) > 1:
+                print(f"{len(results)} submissions, mean score {sum(r.score for r in results) / len(results):.2f}")
+        if args.json is not None:
+            import json
+            text = json.dumps({"timeout_s": args.timeout, "all_or_nothing": args.all_or_nothing,
+                               "submissions": [r.to_dict() for r in results]}, indent=1)
+            if args.json == "-":
+                print(text)
+            else:
+                with open(args.json, "w", encoding="utf-8") as f:
+                    f.write(text + "\n")
+        return 0
     strip = _optional_module(parser, "sslkit.exercises.strip", "notebook stripping")
-    written = strip.strip(args.src, args.dst)
-    print(f"wrote {len(written)} student notebook(s) to {args.dst}")
+    done = strip.strip(args.src, args.dst, only=args.only, graded=args.graded, nbgrader=args.nbgrader)
+    for info in done:
+        print(info.summary())
+    print(f"wrote {len(done)} student notebook(s) to {args.dst}")
     return 0
 
 
@@ -299,7 +400,8 @@ def _version() -> str:
     return __version__
 
 
-_COMMANDS = {"list": _list, "train": _train, "eval": _eval, "demo": _demo, "exercises": _exercises}
+_COMMANDS = {"list": _list, "train": _train, "eval": _eval, "demo": _demo, "exercises": _exercises,
+             "zoo": _zoo}
 
 if __name__ == "__main__":
     sys.exit(main())

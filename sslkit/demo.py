@@ -8,7 +8,8 @@ What it does:
 1. pre-trains SimCLR (Chen et al. 2020) on the *unlabelled* training images with ``sslkit.fit``
    under a time budget;
 2. evaluates three encoders with the same protocol - raw pixels, the same ConvNet with random
-   weights, and the pre-trained ConvNet - at 1, 5, 10 labels per class and with all labels: a linear
+   weights (its BatchNorm statistics recalibrated on the unlabelled training images, so the
+   baseline is fair; see ``sslkit.eval.baselines``), and the pre-trained ConvNet - at 1, 5, 10 labels per class and with all labels: a linear
    probe (L-BFGS logistic regression on standardised frozen features) trained on a class-stratified
    labelled subset, scored on the whole test split; mean ± std over 5 seeds (subsets);
 3. prints the table and saves a plot under ``runs/demo/``.

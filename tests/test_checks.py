@@ -118,3 +118,31 @@ def test_pretext_and_backbone_image_checks_share_checks_images():
         pretext.horizontal_flip(torch.rand(2, 2, 4, 4))
     with pytest.raises(ValueError, match=r"x has 1 channel \(.*allowed: 3 channels"):
         backbones.create("convnet", in_channels=3)(torch.rand(2, 1, 8, 8))
+
+
+def test_numpy_scalars_and_infinities():
+    """Issue 14.6: NumPy numbers are accepted everywhere (as Python numbers); infinities are not,
+    unless the argument allows them."""
+    for value in (np.int8(3), np.int64(3), np.uint64(3), np.int32(3)):
+        assert type(checks.integer("n", value, min=1)) is int
+    assert checks.integer("seed", np.uint64(2**64 - 1)) == 2**64 - 1
+    assert type(checks.number("p", np.float16(0.5))) is float and checks.number("p", np.int64(2)) == 2.0
+    for bad in (np.bool_(True), np.array([1])):
+        with pytest.raises(ValueError, match="must be an int"):
+            checks.integer("n", bad)
+    with pytest.raises(ValueError, match="must be a number"):
+        checks.number("p", np.bool_(False))
+    for inf in (float("inf"), -float("inf"), np.float64("inf")):
+        with pytest.raises(ValueError, match=r"p=-?inf must be a finite number"):
+            checks.number("p", inf, min=0)
+    assert checks.number("p", float("inf"), min=0, allow_inf=True) == float("inf")
+    with pytest.raises(ValueError, match=r"scale\[1\]=inf must be a finite"):
+        checks.number_range("scale", (0.1, float("inf")))
+
+
+def test_embedded_datasets_take_numpy_seeds():
+    import sslkit
+
+    seed = np.random.default_rng(0).integers(0, 100)  # what a NumPy workflow hands over
+    a, b = sslkit.data.load("digits", seed=seed), sslkit.data.load("digits", seed=int(seed))
+    assert torch.equal(a.x, b.x) and type(a.meta["seed"]) is int

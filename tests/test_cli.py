@@ -128,3 +128,82 @@ def test_torchrun_trains_with_ddp(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "x 2 processes" in res.stdout and res.stdout.count("done: 2 steps") == 1  # rank 0 prints
     assert json.loads((tmp_path / "history.json").read_text())["step"] == [1, 2]
+
+
+# -- known errors: one clear line, no traceback, non-zero status (issue 14.9) ------------------------------
+@pytest.mark.parametrize("error", [
+    lambda: sslkit.data.DatasetUnavailable("dataset 'cifar10' is not available: no files\n  Looked in: x"),
+    lambda: PermissionError(13, "Permission denied", "/data/readonly"),
+    lambda: FileExistsError(17, "File exists", "runs/x"),
+    lambda: OSError(28, "No space left on device"),
+])
+def test_known_errors_exit_1_with_one_line(capsys, monkeypatch, tmp_path, error):
+    def fail(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr(sslkit.data, "load", fail)
+    status = main(["train", "--method", "simclr", "--data", "digits", "--steps", "1",
+                   "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err
+    first = err.strip().splitlines()[0]
+    assert first.startswith("sslkit train: error: ") and len(first) > len("sslkit train: error: ") + 5
+
+
+def test_unusable_outputs_and_checkpoints_exit_2_before_training(capsys, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    calls = []
+    monkeypatch.setattr(sslkit.data, "load", lambda *a, **k: calls.append(a))
+    base = ["train", "--method", "simclr", "--data", "digits", "--steps", "1"]
+    fails(capsys, [*base, "--out", str(tmp_path / "file")], "--out=", "is an existing file")
+    fails(capsys, [*base, "--out", str(tmp_path / "file" / "run")], "cannot be written", "regular file")
+    assert calls == []  # found before any data was loaded
+    monkeypatch.undo()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00" * 64)
+    fails(capsys, [*base, "--device", "cpu", "--out", str(tmp_path / "run"), "--resume", str(garbage)],
+          str(garbage), "cannot be read")
+
+
+def test_failed_checkpoint_write_exits_1_naming_the_file(capsys, tmp_path, monkeypatch):
+    import torch
+
+    def full(obj, f, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    from sslkit.train import CheckpointWarning
+
+    out = tmp_path / "run"
+    with pytest.warns(CheckpointWarning, match="No space left"):
+        status = main(["train", "--method", "simclr", "--data", "digits", "--steps", "2", "--batch-size",
+                       "32", "--device", "cpu", "--out", str(out), "--no-progress", "--set", "proj_dim=16"])
+    captured = capsys.readouterr()
+    assert status == 1 and "done: 2 steps" in captured.out
+    assert "not written" in captured.err and str(out / "checkpoint.pt") in captured.err
+    assert json.loads((out / "history.json").read_text())["step"] == [1, 2]  # the History is kept
+
+
+def test_ctrl_c_during_train_saves_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "sslkit", "train", "--method", "simclr", "--data", "digits",
+                             "--steps", "100000", "--batch-size", "32", "--device", "cpu", "--no-progress",
+                             "--out", str(out), "--set", "proj_dim=16", "--checkpoint-every", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)  # training has started once the first periodic checkpoint exists
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted:" in stdout
+    history = json.loads((out / "history.json").read_text())
+    assert history["interrupted"] and len(history["step"]) >= 1
+    from sslkit.train import load_checkpoint
+    assert load_checkpoint(out / "checkpoint.pt")["loop"]["step"] == history["step"][-1]

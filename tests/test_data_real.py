@@ -161,3 +161,72 @@ def test_missing_files_without_download(tmp_path):
 def test_bad_flags(tmp_path, name, flag, value):
     with pytest.raises(ValueError, match=flag):
         sslkit.data.load(name, root=str(tmp_path), **{flag: value})
+
+
+# -- safe and strict reading (issue 14.3) --------------------------------------------------------
+class _RunsCode:
+    """Unpickling this calls os.system: a crafted "dataset" file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_cifar10_never_runs_code_from_a_crafted_file(tmp_path, verify, monkeypatch):
+    fake_cifar(tmp_path)
+    marker = tmp_path / "pwned"
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({"data": _RunsCode(marker), "labels": [0]}, f)
+    if verify:  # even if the MD5 sums matched (a crafted file with a forged sum list)
+        monkeypatch.setattr(sslkit.data.real._tv(), "check_integrity", lambda path, md5=None: True,
+                            raising=False)
+    with pytest.raises(DatasetUnavailable) as info:
+        sslkit.data.load("cifar10", root=str(tmp_path), download=False, verify=verify)
+    assert not marker.exists()
+    assert "data_batch_1" in str(info.value) and "posix.system" in str(info.value)
+
+
+def test_cifar10_reads_protocol_2_pickles_with_bytes_keys(tmp_path):
+    written = fake_cifar(tmp_path)
+    data, labels = written["test_batch"]
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({b"data": data, b"labels": np.array(labels)}, f, protocol=2)
+    ds = sslkit.data.load("cifar10", "test", root=str(tmp_path), download=False, verify=False)
+    assert ds.labels.tolist() == labels and ds.x[1, 2, 3, 4] == data[1, 2 * 1024 + 3 * 32 + 4]
+
+
+def _truncate(path, keep=0.5):
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+
+
+@pytest.mark.parametrize("name, split, make, file, corrupt", [
+    ("cifar10", "train", fake_cifar, "cifar-10-batches-py/data_batch_3", _truncate),
+    ("cifar10", "test", fake_cifar, "cifar-10-batches-py/batches.meta", _truncate),
+    ("cifar10", "train", fake_cifar, "cifar-10-batches-py/data_batch_2",
+     lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((3, 100), np.uint8), "labels": [0, 1, 2]}))),
+    ("cifar10", "test", fake_cifar, "cifar-10-batches-py/test_batch",
+     lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((3, 3072), np.uint8), "labels": [0, 1]}))),
+    ("stl10", "train", fake_stl, "stl10_binary/train_X.bin", lambda p: _truncate(p, 0.9)),
+    ("stl10", "unlabeled", fake_stl, "stl10_binary/unlabeled_X.bin", lambda p: _truncate(p, 0.9)),
+    ("stl10", "train", fake_stl, "stl10_binary/train_y.bin", lambda p: _truncate(p, 0.5)),
+    ("mnist", "train", fake_mnist, "MNIST/raw/train-images-idx3-ubyte", lambda p: _truncate(p, 0.9)),
+    ("mnist", "test", fake_mnist, "MNIST/raw/t10k-labels-idx1-ubyte", lambda p: _truncate(p, 0.9)),
+    ("mnist", "train", fake_mnist, "MNIST/raw/train-labels-idx1-ubyte", lambda p: p.write_bytes(b"\x00\x00")),
+])
+@pytest.mark.parametrize("verify", [False, True])
+def test_corrupt_files_raise_dataset_unavailable_naming_the_file(tmp_path, monkeypatch, name, split,
+                                                                 make, file, corrupt, verify):
+    make(tmp_path)
+    corrupt(tmp_path / file)
+    monkeypatch.setattr(sslkit.data.real._tv(), "check_integrity",  # as if the MD5 sums matched
+                        lambda path, md5=None: os.path.isfile(path), raising=False)
+    if name == "stl10":
+        monkeypatch.setattr(sslkit.data.real._tv().STL10, "_check_integrity", lambda self: True)
+    _offline(monkeypatch)
+    with pytest.raises(DatasetUnavailable) as info:
+        sslkit.data.load(name, split, root=str(tmp_path), download=True, verify=verify)
+    assert str(tmp_path / file) in str(info.value) and "corrupt" in str(info.value)

@@ -55,7 +55,7 @@ def ref_barlow(z1, z2, lam):
     return float(loss)
 
 
-def ref_vicreg(z1, z2, sw, vw, cw):
+def ref_vicreg(z1, z2, sw, vw, cw, var_reduction="mean"):
     n, d = z1.shape
     inv = sum(float((z1[i, j] - z2[i, j]) ** 2) for i in range(n) for j in range(d)) / (n * d)
     def var(z):
@@ -74,7 +74,10 @@ def ref_vicreg(z1, z2, sw, vw, cw):
                     c = sum((float(z[i, a]) - mu[a]) * (float(z[i, b]) - mu[b]) for i in range(n)) / (n - 1)
                     total += c ** 2
         return total / d
-    return sw * inv + vw * (var(z1) + var(z2)) + cw * (cov(z1) + cov(z2))
+    variance = var(z1) + var(z2)              # the paper's eq. 6 ("sum")
+    if var_reduction == "mean":               # the official code: the mean of the two branches
+        variance = variance / 2
+    return sw * inv + vw * variance + cw * (cov(z1) + cov(z2))
 
 
 def ref_dino(s, t, center, st, tt):
@@ -149,13 +152,28 @@ def test_barlow_twins_matches_reference():
     assert losses.barlow_twins(z1, z2, 0.01).item() == pytest.approx(ref_barlow(z1, z2, 0.01), abs=1e-5)
 
 
-def test_vicreg_matches_reference():
+@pytest.mark.parametrize("form", ["mean", "sum"])
+def test_vicreg_matches_reference(form):
+    """Both forms of the variance term against loops: the official code's mean of the two branches
+    (the default, the form 25/25/1 were tuned on) and the paper's eq. 6 sum."""
     z1, z2 = rand(6, 4) * 0.5, rand(6, 4) * 2
-    got = losses.vicreg(z1, z2, 25.0, 25.0, 1.0).item()
-    assert got == pytest.approx(ref_vicreg(z1, z2, 25.0, 25.0, 1.0), abs=1e-5)
-    terms = losses.vicreg_terms(z1, z2)
+    kwargs = {} if form == "mean" else {"var_reduction": "sum"}
+    got = losses.vicreg(z1, z2, 25.0, 25.0, 1.0, **kwargs).item()
+    assert got == pytest.approx(ref_vicreg(z1, z2, 25.0, 25.0, 1.0, var_reduction=form), abs=1e-5)
+    terms = losses.vicreg_terms(z1, z2, **kwargs)
     assert terms["loss"].item() == pytest.approx(got)
     assert set(terms) == {"loss", "invariance", "variance", "covariance"}
+
+
+def test_vicreg_forms_differ_by_the_variance_weight():
+    z1, z2 = rand(6, 4) * 0.5, rand(6, 4) * 2
+    mean, total = losses.vicreg_terms(z1, z2), losses.vicreg_terms(z1, z2, var_reduction="sum")
+    assert total["variance"].item() == pytest.approx(2 * mean["variance"].item())
+    assert total["variance"].item() > 0                         # the hinge is active for these z
+    assert losses.vicreg(z1, z2, var_weight=12.5, var_reduction="sum").item() == pytest.approx(
+        losses.vicreg(z1, z2).item())
+    with pytest.raises(ValueError, match="var_reduction"):
+        losses.vicreg(z1, z2, var_reduction="max")
 
 
 @pytest.mark.parametrize("n_s,n_t", [(2, 2), (6, 2), (3, 1)])

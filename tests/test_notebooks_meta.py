@@ -130,7 +130,7 @@ def test_strip_all_notebooks(tmp_path):
     written = ex.strip(NOTEBOOKS[0].parent, tmp_path)
     assert len(written) == len(NOTEBOOKS)
     for p in written:
-        nb = _load(p)
+        nb = _load(p.path)
         for cell in nb["cells"]:
             src = _src(cell)
             assert "### BEGIN SOLUTION" not in src

@@ -169,6 +169,19 @@ def test_history_argument_appends_and_roundtrips(tmp_path):
         History.from_dict({**d, "bogus": 1})
 
 
+def test_history_rewind_and_old_dicts():
+    h = History()
+    for s in range(1, 6):
+        h.append(step=s, epoch=0, loss=float(s), lr=0.1, time=0.1 * s, throughput=1.0, terms={"a": s})
+    h.evals += [{"step": 2, "knn": 0.5}, {"step": 4, "knn": 0.6}, {"note": "no step"}]
+    h.skipped.append(5)
+    h.rewind(3)
+    assert h.step == [1, 2, 3] and h.loss == [1.0, 2.0, 3.0] and h.terms == {"a": [1.0, 2.0, 3.0]}
+    assert h.evals == [{"step": 2, "knn": 0.5}, {"note": "no step"}] and h.skipped == []
+    old = {k: v for k, v in h.to_dict().items() if k != "skipped"}  # a checkpoint from before `skipped`
+    assert History.from_dict(old).skipped == []
+
+
 def test_history_pads_terms_that_appear_late():
     h = History()
     h.append(step=1, epoch=0, loss=1.0, lr=0.1, time=0.1, throughput=1.0)
@@ -218,9 +231,12 @@ def test_diverging_loss_stops_with_a_warning():
             out = super().training_step(x)
             return {"loss": out["loss"] * float("nan")}
 
-    with pytest.warns(RuntimeWarning, match="diverged"):
-        h = run(Diverge(), steps=10)
-    assert len(h) == 1
+    m = Diverge()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.warns(RuntimeWarning, match="step 1: the loss was nan - the run diverged"):
+        h = run(m, steps=10)
+    assert len(h) == 0 and not h.interrupted  # the NaN step never happened
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
 
 
 def test_callbacks_see_state_and_can_stop():

@@ -35,7 +35,7 @@ def load(name: str, split: str = "train", root: str = "data", seed: int = 0, **o
     checks.choice("name", name, names())
     entry = REGISTRY[name]
     checks.choice("split", split, entry.splits)
-    checks.integer("seed", seed)
+    seed = checks.integer("seed", seed)  # a Python int: NumPy integers overflow in `seed % 2**63`
     if not isinstance(root, (str, bytes)) and not hasattr(root, "__fspath__"):
         raise ValueError(f"root={root!r} must be a path (str or os.PathLike)")
     allowed = [p for p in inspect.signature(entry.builder).parameters if p not in ("split", "root", "seed")]

@@ -190,7 +190,10 @@ class Dataset:
             raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} samples) "
                              f"with drop_last=True; use batch_size <= {n}")
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        order = order.to(self.x.device)
+        if self.x.device.type == "cuda":  # a pinned, non-blocking copy: Python need not wait for the GPU
+            order = order.pin_memory().to(self.x.device, non_blocking=True)
+        else:
+            order = order.to(self.x.device)
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             yield order[start:start + batch_size]

@@ -160,8 +160,10 @@ def label_efficiency(encoders: Mapping[str, Any] | Any, train_data: Data, test_d
         probe: "knn" (:func:`knn_accuracy` with ``k``, ``temperature``) or "linear"
             (:func:`linear_probe` with ``weight_decay``) - the same protocol for all rows.
         baselines: any of "raw pixels" (flattened inputs, same probe), "random init" (the first
-            model encoder's architecture re-initialised, same probe) and "supervised" (that architecture
-            trained from scratch on the labelled subset for ``supervised_steps``; no probe).
+            model encoder's architecture re-initialised, its BatchNorm statistics recalibrated on the
+            unlabelled ``train_data`` inputs - see :mod:`sslkit.eval.baselines` - same probe) and
+            "supervised" (that architecture trained from scratch on the labelled subset for
+            ``supervised_steps``; no probe).
         batch_size: for feature extraction.
         verbose: print each row as it is done.
     """
@@ -192,7 +194,9 @@ def label_efficiency(encoders: Mapping[str, Any] | Any, train_data: Data, test_d
     if "raw pixels" in baselines:
         order["raw pixels"] = base.raw_pixels
     if "random init" in baselines:
-        order["random init"] = base.random_init(models[0], seed=0)
+        # BatchNorm recalibrated on the unlabelled training inputs, so the row differs from a
+        # trained model in the weights only (see sslkit.eval.baselines).
+        order["random init"] = base.random_init(models[0], seed=0, data=train_data)
     order.update(rows)
 
     labelled = train_labels >= 0

@@ -110,21 +110,33 @@ def covariance_term(z: torch.Tensor) -> torch.Tensor:
     return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
 
 
+VAR_REDUCTIONS = ("mean", "sum")
+
+
 @full_precision
 def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
-                 cov_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                 cov_weight: float = 1.0, var_reduction: str = "mean") -> dict[str, torch.Tensor]:
     """The VICReg loss and its three (unweighted) terms: keys loss, invariance, variance, covariance.
 
-    ``variance`` and ``covariance`` are summed over the two branches, as in the paper's eq. 6
-    (the official code halves the variance term; the default weights 25/25/1 are the paper's).
+    ``variance`` combines the two branches' hinges by ``var_reduction``:
+
+    * ``"mean"`` (default): ``(v(z1) + v(z2)) / 2``, as the official code
+      (facebookresearch/vicreg); the weights 25 / 25 / 1 were tuned with this form.
+    * ``"sum"``: ``v(z1) + v(z2)``, the paper's eq. 6 as printed - the same loss with the variance
+      weight doubled (so ``var_weight=12.5`` with "sum" equals the default).
+
+    ``covariance`` is ``c(z1) + c(z2)`` in both (paper and code agree).
     """
     _pair("z1", z1, "z2", z2, min_batch=2)
     sim_weight = checks.number("sim_weight", sim_weight, min=0.0)
     var_weight = checks.number("var_weight", var_weight, min=0.0)
     cov_weight = checks.number("cov_weight", cov_weight, min=0.0)
+    checks.choice("var_reduction", var_reduction, VAR_REDUCTIONS)
     z1, z2 = up(z1), up(z2)                                          # fp32 under bf16 autocast
     inv = invariance_term(z1, z2)
     var = variance_term(z1) + variance_term(z2)
+    if var_reduction == "mean":
+        var = var / 2
     cov = covariance_term(z1) + covariance_term(z2)
     loss = sim_weight * inv + var_weight * var + cov_weight * cov
     return {"loss": loss, "invariance": inv, "variance": var, "covariance": cov}
@@ -132,11 +144,13 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, v
 
 @full_precision
 def vicreg(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
-           cov_weight: float = 1.0) -> torch.Tensor:
+           cov_weight: float = 1.0, var_reduction: str = "mean") -> torch.Tensor:
     """VICReg: Variance-Invariance-Covariance Regularisation (Bardes, Ponce & LeCun 2022), eq. 6.
 
-    ``sim_weight * s(z1, z2) + var_weight * (v(z1) + v(z2)) + cov_weight * (c(z1) + c(z2))`` for
-    ``z1, z2`` (N, D), N >= 2; see :func:`invariance_term`, :func:`variance_term`,
-    :func:`covariance_term`, and :func:`vicreg_terms` for the terms separately.
+    ``sim_weight * s(z1, z2) + var_weight * V + cov_weight * (c(z1) + c(z2))`` for ``z1, z2``
+    (N, D), N >= 2, where ``V = (v(z1) + v(z2)) / 2`` as the official code (``var_reduction="mean"``,
+    the form the default weights were tuned on) or ``v(z1) + v(z2)`` as eq. 6 is printed
+    (``"sum"``); see :func:`invariance_term`, :func:`variance_term`, :func:`covariance_term`, and
+    :func:`vicreg_terms` for the terms separately.
     """
-    return vicreg_terms(z1, z2, sim_weight, var_weight, cov_weight)["loss"]
+    return vicreg_terms(z1, z2, sim_weight, var_weight, cov_weight, var_reduction)["loss"]

@@ -50,6 +50,15 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return (per_patch * m).sum() / m.sum().clamp_min(1.0)
 
 
+def _check_targets_on_cpu(targets: torch.Tensor, m: torch.Tensor, V: int) -> None:
+    """Masked targets must lie in [0, V); read only for CPU tensors (see ``mlm_cross_entropy``)."""
+    if targets.device.type == "cpu" and m.device.type == "cpu":
+        chosen = targets[m != 0]                                     # (M,) targets that count
+        if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= V):
+            raise ValueError(f"targets at masked positions have values in [{int(chosen.min())}, "
+                             f"{int(chosen.max())}]; allowed: [0, {V - 1}] (V={V}, the last dim of logits)")
+
+
 @full_precision
 def mlm_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Masked-language-model loss: cross-entropy over the masked positions only.
@@ -74,11 +83,7 @@ def mlm_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.T
                          f"got {tuple(targets.shape)}")
     m = up(_mask("mask", mask, tuple(targets.shape)))                # (B, L)
     V = logits.shape[-1]
-    if targets.device.type == "cpu" and m.device.type == "cpu":
-        chosen = targets[m != 0]                                     # (M,) targets that count
-        if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= V):
-            raise ValueError(f"targets at masked positions have values in [{int(chosen.min())}, "
-                             f"{int(chosen.max())}]; allowed: [0, {V - 1}] (V={V}, the last dim of logits)")
+    _check_targets_on_cpu(targets, m, V)
     logits = up(logits)                                              # fp32 under bf16 autocast
     safe = targets.masked_fill(m == 0, 0)                            # ignored positions -> any valid id
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), safe.reshape(-1),

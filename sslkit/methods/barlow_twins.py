@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from sslkit import checks, distributed, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, default_backbone,
-                                 make_config, normalized_std, two_views, view_similarity)
+from sslkit.methods.base import (Method, Views, check_images, check_views, data_image_size,
+                                 default_backbone, make_config, normalized_std, two_views,
+                                 view_recipe_of, view_similarity)
 from sslkit.methods.registry import register
 
 
@@ -32,7 +33,8 @@ class BarlowTwinsConfig:
     # Weight of the off-diagonal term. Paper: 5.1e-3 for P = 8192; it balances P diagonal against
     # P (P - 1) off-diagonal entries, so the tuned value moves little with P (we keep 5e-3).
     lambda_: float = 5e-3
-    # Augmentations: "auto" = "weak" for <= 16 px, else "byol" (the paper uses BYOL's recipe).
+    # Augmentations: "auto" = "weak" <= 16 px, "cifar" <= 32 px (SimCLR's CIFAR-10 setting), else
+    # "byol" (the paper uses BYOL's recipe); or a recipe name or callable, as SimCLR.
     views: Views = "auto"
 
     def __post_init__(self) -> None:
@@ -53,6 +55,12 @@ class BarlowTwins(Method):
         self.projector = heads.projection_head(backbone.embed_dim, config.proj_hidden, config.proj_dim,
                                                num_layers=3)  # 3 layers as the paper
 
+    @property
+    def view_recipe(self) -> Any:
+        """The augmentation of this run at this method's image size: a ``ViewRecipe``, or
+        ``[view 1, view 2]`` when they differ (BYOL's recipe above 32 px)."""
+        return view_recipe_of(self.config.views, self.image_size, paper="byol")
+
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="byol")
@@ -68,4 +76,6 @@ class BarlowTwins(Method):
 def barlow_twins(data: Any = None, backbone: Any = None, **config: Any) -> BarlowTwins:
     """Barlow Twins (Zbontar et al. 2021). ``config``: see :class:`BarlowTwinsConfig`."""
     cfg = make_config(BarlowTwinsConfig, config)
-    return BarlowTwins(default_backbone(data, backbone, kind="image"), cfg)
+    method = BarlowTwins(default_backbone(data, backbone, kind="image"), cfg)
+    method.image_size = data_image_size(data)
+    return method

@@ -16,7 +16,10 @@ Shared pieces (used by every method file):
     ema_update(target, online, momentum)         target <- m * target + (1 - m) * online
     cosine_momentum(step, total_steps, base)     BYOL's momentum schedule, base -> 1
     frozen_copy(module)                          a deep copy that never receives gradients
+    sync_batchnorm(method)                       SyncBatchNorm for DDP, except ``method.local_batchnorm``
     check_images(x), two_views(x, views, ...)    the views hook of the image methods
+    resolve_views(views, size, paper)            what views="auto" means at an image size
+    view_recipe_of(views, size, paper)           the ViewRecipe(s) behind a views setting
     normalized_std(z), view_similarity(z1, z2)   collapse monitor; mean cosine of positives/negatives
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -42,6 +46,12 @@ class Method(nn.Module):
     kinds: ClassVar[tuple[str, ...]] = ("image",)
     # Sensible default learning rate for the engine's optimiser (AdamW unless the method says otherwise).
     default_lr: ClassVar[float] = 1e-3
+    # Submodules (attribute paths) whose BatchNorm layers keep per-process statistics under DDP:
+    # ``sync_batchnorm`` leaves them alone (MoCo's key encoder, which uses shuffle/split BN).
+    local_batchnorm: ClassVar[tuple[str, ...]] = ()
+    # Side of the images the method is built for (from ``data`` at create); None when unknown.
+    # Image methods use it to say which view recipe "auto" stands for (``view_recipe``).
+    image_size: int | None = None
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -201,30 +211,111 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     return target
 
 
-@torch.no_grad()
+class EMA:
+    """``target <- m * target + (1 - m) * online`` over tensor lists built and checked once.
+
+    The lists (parameters; float buffers, which follow by EMA; integer buffers such as BatchNorm's
+    ``num_batches_tracked``, which are copied) are built on the first update and reused, so a step
+    costs three foreach kernels instead of a walk over both module trees and one kernel per tensor.
+    They are rebuilt (and checked again) when a registered tensor or submodule was replaced since:
+    ``.to(device)`` replaces buffers, ``sync_batchnorm`` replaces BatchNorm modules. Spotting that
+    takes one dict lookup per tensor and per submodule - no device work, no host-device sync.
+    """
+
+    def __init__(self, target: nn.Module, online: nn.Module) -> None:
+        self.online = weakref.ref(online)
+        self._build(target, online)
+
+    def _build(self, target: nn.Module, online: nn.Module) -> None:
+        t_params, o_params = list(target.parameters()), list(online.parameters())
+        t_bufs, o_bufs = list(target.buffers()), list(online.buffers())
+        if len(t_params) != len(o_params) or len(t_bufs) != len(o_bufs):
+            raise ValueError("target and online must have the same architecture "
+                             f"({len(t_params)} vs {len(o_params)} parameters)")
+        for i, (t, o) in enumerate(zip(t_params + t_bufs, o_params + o_bufs)):
+            if t.shape != o.shape:  # shapes are Python facts: no device sync
+                raise ValueError(f"target and online must have the same architecture: tensor {i} has "
+                                 f"shape {tuple(t.shape)} in target vs {tuple(o.shape)} in online")
+        floats = [i for i, t in enumerate(t_bufs) if t.is_floating_point()]
+        ints = [i for i, t in enumerate(t_bufs) if not t.is_floating_point()]
+        self.params = (t_params, o_params)
+        self.float_bufs = ([t_bufs[i] for i in floats], [o_bufs[i] for i in floats])
+        self.int_bufs = ([t_bufs[i] for i in ints], [o_bufs[i] for i in ints])
+        # (dict, key, value) of every parameter, buffer and submodule of both trees, and the size
+        # of each dict: the registrations the lists above were read from.
+        self._registered = [(d, k, v) for m in (*target.modules(), *online.modules())
+                            for d in (m._parameters, m._buffers, m._modules) for k, v in d.items()]
+        self._sizes = [(d, len(d)) for m in (*target.modules(), *online.modules())
+                       for d in (m._parameters, m._buffers, m._modules)]
+
+    def stale(self) -> bool:
+        """True when a tensor or submodule was replaced, added or removed since the lists were built."""
+        return (any(len(d) != n for d, n in self._sizes)
+                or any(k not in d or d[k] is not v for d, k, v in self._registered))
+
+    @torch.no_grad()
+    def update(self, target: nn.Module, online: nn.Module, momentum: float) -> None:
+        if self.online() is not online or self.stale():
+            self.online = weakref.ref(online)
+            self._build(target, online)
+        if self.params[0]:
+            torch._foreach_lerp_(self.params[0], self.params[1], 1.0 - momentum)   # t += (1 - m)(o - t)
+        if self.float_bufs[0]:
+            torch._foreach_lerp_(self.float_bufs[0], self.float_bufs[1], 1.0 - momentum)
+        if self.int_bufs[0]:
+            torch._foreach_copy_(self.int_bufs[0], self.int_bufs[1])
+
+
+# One EMA per target module, made on its first update (weak keys: it goes when the target goes).
+_EMAS: weakref.WeakKeyDictionary[nn.Module, EMA] = weakref.WeakKeyDictionary()
+
+
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     """``target <- momentum * target + (1 - momentum) * online`` for parameters and float buffers.
 
     Integer buffers (e.g. BatchNorm's ``num_batches_tracked``) are copied. ``momentum=1`` leaves the
-    target unchanged, ``momentum=0`` copies the online network.
+    target unchanged, ``momentum=0`` copies the online network. The tensor lists are cached per
+    target (see :class:`EMA`): the architectures are compared on the first call, and again only
+    after a tensor or submodule of either network was replaced.
     """
     momentum = checks.number("momentum", momentum, min=0.0, max=1.0)
-    t_params, o_params = list(target.parameters()), list(online.parameters())
-    t_bufs, o_bufs = list(target.buffers()), list(online.buffers())
-    if len(t_params) != len(o_params) or len(t_bufs) != len(o_bufs):
-        raise ValueError("target and online must have the same architecture "
-                         f"({len(t_params)} vs {len(o_params)} parameters)")
-    for i, (t, o) in enumerate(zip(t_params + t_bufs, o_params + o_bufs)):
-        if t.shape != o.shape:  # shapes are Python facts: no device sync
-            raise ValueError(f"target and online must have the same architecture: tensor {i} has "
-                             f"shape {tuple(t.shape)} in target vs {tuple(o.shape)} in online")
-    if t_params:
-        torch._foreach_lerp_(t_params, o_params, 1.0 - momentum)   # t += (1 - m) (o - t)
-    for t, o in zip(t_bufs, o_bufs):
-        if t.is_floating_point():
-            t.lerp_(o, 1.0 - momentum)
-        else:
-            t.copy_(o)
+    ema = _EMAS.get(target)
+    if ema is None:
+        ema = _EMAS[target] = EMA(target, online)   # raises here for mismatched architectures
+    ema.update(target, online, momentum)
+
+
+def sync_batchnorm(method: nn.Module) -> nn.Module:
+    """``method`` with every BatchNorm layer converted to ``nn.SyncBatchNorm`` (statistics over the
+    global batch under DDP, as in one process), except inside the submodules that
+    ``method.local_batchnorm`` names (attribute paths such as ``"key_backbone"``): those keep
+    per-process statistics (MoCo's shuffle-BN key encoder must never see the whole batch at once).
+
+    Converts in place (the parameter and buffer tensors are kept) and returns ``method``; call it
+    before building the optimiser, as ``nn.SyncBatchNorm.convert_sync_batchnorm``.
+    """
+    local = tuple(getattr(method, "local_batchnorm", ()))
+    for path in local:
+        try:
+            method.get_submodule(path)
+        except AttributeError:
+            raise ValueError(f"local_batchnorm names {path!r}, which is not a submodule of "
+                             f"{type(method).__name__}") from None
+
+    def convert(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            path = prefix + name
+            if path in local:
+                continue
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+            else:
+                convert(child, path + ".")
+
+    if isinstance(method, nn.modules.batchnorm._BatchNorm):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    convert(method, "")
+    return method
 
 
 def cosine_momentum(step: int, total_steps: int, base: float) -> float:
@@ -244,9 +335,9 @@ def cosine_momentum(step: int, total_steps: int, base: float) -> float:
 # --------------------------------------------------------------------------------------------------
 # the views hook of the image methods
 # --------------------------------------------------------------------------------------------------
-VIEW_RECIPES = ("auto", "simclr", "byol", "weak", "spectrogram")
-# At or below this size (digits are 8x8) crops to 8% of the area and blur destroy the image, so
-# "auto" uses the weak recipe (mild crops, noise) instead of the paper recipe.
+VIEW_RECIPES = ("auto", "simclr", "cifar", "byol", "weak", "spectrogram")
+# Images of this side or smaller get the "weak" recipe from "auto" (sslkit.pretext.recipes.auto_views
+# decides every size; kept here for the methods that import it).
 WEAK_MAX_SIZE = 16
 
 Views = str | Callable[..., torch.Tensor]
@@ -265,31 +356,67 @@ def check_images(x: Any, name: str = "batch") -> torch.Tensor:
     return checks.images(name, x, min_batch=2)
 
 
+def keep_layout(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``v`` in the memory format of the batch ``like`` (channels-last on CUDA, see ``fit``): ops that
+    build fresh tensors (gather, grid_sample) return the default layout; the backbone should see
+    the layout the engine chose. No copy when ``v`` already has it."""
+    from sslkit.pretext import _inputs
+    return v.contiguous(memory_format=_inputs.memory_format(like))
+
+
 def resolve_views(views: Views, image_size: int, paper: str = "simclr") -> Views:
-    """``"auto"`` -> ``"weak"`` for images <= 16 px, else the method's ``paper`` recipe."""
+    """``"auto"`` -> the recipe name for ``image_size`` (``sslkit.pretext.auto_views``: "weak" at
+    <= 16 px, "cifar" at <= 32 px, else ``paper``; ``paper="multicrop"`` gives "weak" or
+    "multicrop"); other names and callables are returned as they are."""
+    from sslkit.pretext import recipes
     views = check_views(views)
     if views == "auto":
-        return "weak" if image_size <= WEAK_MAX_SIZE else paper
+        return recipes.auto_views(image_size, paper)
     return views
+
+
+def view_recipe_of(views: Views, image_size: int | None, paper: str = "simclr") -> Any:
+    """What a ``views`` setting makes at ``image_size``: a ``ViewRecipe`` when both views share one,
+    a list ``[view 1, view 2]`` when they differ (BYOL), the callable itself when ``views`` is one;
+    a string when ``views="auto"`` and the image size is not known yet (it is once the method
+    was created with ``data=``)."""
+    from sslkit.pretext import recipes
+    views = check_views(views)
+    if callable(views):
+        return views
+    if views == "auto" and image_size is None:
+        return (f"auto: by image size ({recipes.auto_views(recipes.SMALL_MAX_SIZE, paper)!r} at <= "
+                f"{recipes.SMALL_MAX_SIZE} px, {recipes.auto_views(recipes.CIFAR_MAX_SIZE, paper)!r} at <= "
+                f"{recipes.CIFAR_MAX_SIZE} px, {recipes.auto_views(recipes.CIFAR_MAX_SIZE + 1, paper)!r} above)")
+    name = resolve_views(views, image_size if image_size is not None else recipes.CIFAR_MAX_SIZE + 1, paper)
+    r1, r2 = recipes.recipe_pair(name)
+    return r1 if r1 == r2 else [r1, r2]
+
+
+def data_image_size(data: Any) -> int | None:
+    """The image side (smaller of H and W) of an image ``Dataset``; None for other data or None."""
+    if data is None or getattr(data, "kind", None) != "image":
+        return None
+    return int(min(tuple(data.sample_shape)[-2:]))
 
 
 def two_views(x: torch.Tensor, views: Views = "auto", *, paper: str = "simclr",
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Two augmented views of images ``x`` (B, C, H, W), made on ``x.device`` with per-sample randomness.
 
-    ``views`` is ``"auto"`` (see :func:`resolve_views`), ``"simclr"``, ``"byol"`` (asymmetric blur and
-    solarize), ``"weak"``, ``"spectrogram"`` (``sslkit.pretext.audio.spectrogram_views``: SpecAugment
-    masks, time shift, gain; what ``sslkit.create`` sets for spectrogram data), or a callable
-    ``f(x, generator=None) -> view`` (e.g. a ``sslkit.pretext.ViewRecipe``), called once per view.
+    ``views`` is ``"auto"`` (see :func:`resolve_views`), ``"simclr"``, ``"cifar"``, ``"byol"``
+    (asymmetric blur and solarize), ``"weak"``, ``"spectrogram"`` (``sslkit.pretext.audio.SPECTROGRAM``:
+    SpecAugment masks, time shift, gain; what ``sslkit.create`` sets for spectrogram data), or a
+    callable ``f(x, generator=None) -> view`` (e.g. a ``sslkit.pretext.ViewRecipe``), called once per
+    view. The views keep ``x``'s memory format (channels-last stays channels-last).
     """
-    from sslkit import pretext
+    from sslkit.pretext import recipes
     recipe = resolve_views(views, min(x.shape[-2:]), paper)
     if callable(recipe):
-        return recipe(x, generator=generator), recipe(x, generator=generator)
-    from sslkit.pretext import audio
-    fn = {"simclr": pretext.simclr_views, "byol": pretext.byol_views, "weak": pretext.weak_views,
-          "spectrogram": audio.spectrogram_views}[recipe]
-    return fn(x, generator=generator)
+        return (keep_layout(recipe(x, generator=generator), x),
+                keep_layout(recipe(x, generator=generator), x))
+    r1, r2 = recipes.recipe_pair(recipe)
+    return r1(x, generator), r2(x, generator)
 
 
 # --------------------------------------------------------------------------------------------------

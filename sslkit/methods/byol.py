@@ -21,8 +21,9 @@ from torch import nn
 
 from sslkit import checks, heads, losses
 from sslkit.methods.base import (Method, Views, check_images, check_views, cosine_momentum,
-                                 default_backbone, ema_update, frozen_copy, make_config,
-                                 normalized_std, two_views, view_similarity)
+                                 data_image_size, default_backbone, ema_update, frozen_copy,
+                                 make_config, normalized_std, two_views, view_recipe_of,
+                                 view_similarity)
 from sslkit.methods.registry import register
 
 
@@ -36,7 +37,8 @@ class BYOLConfig:
     # Target momentum at the first step, rising to 1 by a cosine. Paper: 0.996 over 1000 epochs; our runs
     # are short, so a faster-moving target (0.99) lets learning start within a few hundred steps.
     base_momentum: float = 0.99
-    # Augmentations: "auto" = "weak" for <= 16 px, else the paper's asymmetric "byol" recipe.
+    # Augmentations: "auto" = "weak" <= 16 px, "cifar" <= 32 px (SimCLR's CIFAR-10 setting: no blur),
+    # else the paper's asymmetric "byol" recipe; or a recipe name or callable, as SimCLR.
     views: Views = "auto"
 
     def __post_init__(self) -> None:
@@ -62,6 +64,12 @@ class BYOL(Method):
         self.target_projector = frozen_copy(self.projector)
         self.tau = config.base_momentum      # last momentum used (logged), set by on_step_end
 
+    @property
+    def view_recipe(self) -> Any:
+        """The augmentation of this run at this method's image size: a ``ViewRecipe``, or
+        ``[view 1, view 2]`` when they differ (BYOL's recipe above 32 px)."""
+        return view_recipe_of(self.config.views, self.image_size, paper="byol")
+
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="byol")
@@ -74,7 +82,7 @@ class BYOL(Method):
         loss = losses.negative_cosine(p1, t2) + losses.negative_cosine(p2, t1)
         pos_sim, neg_sim = view_similarity(p1, t2)
         return {"loss": loss, "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(p1),
-                "tau": torch.tensor(self.tau, device=x.device)}
+                "tau": torch.full((), self.tau, device=x.device)}   # a fill: no host-to-device copy
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """After optimiser step ``step`` (1..total_steps, steps done): the target's EMA update."""
@@ -90,4 +98,6 @@ class BYOL(Method):
 def byol(data: Any = None, backbone: Any = None, **config: Any) -> BYOL:
     """BYOL (Grill et al. 2020). ``config``: see :class:`BYOLConfig`."""
     cfg = make_config(BYOLConfig, config)
-    return BYOL(default_backbone(data, backbone, kind="image"), cfg)
+    method = BYOL(default_backbone(data, backbone, kind="image"), cfg)
+    method.image_size = data_image_size(data)
+    return method

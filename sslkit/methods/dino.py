@@ -37,9 +37,9 @@ import torch
 from torch import nn
 
 from sslkit import checks, distributed, heads, losses, pretext
-from sslkit.methods.base import (WEAK_MAX_SIZE, Method, Views, check_images, check_views,
-                                 cosine_momentum, default_backbone, ema_update, frozen_copy,
-                                 make_config, normalized_std, two_views)
+from sslkit.methods.base import (Method, Views, check_images, check_views, cosine_momentum,
+                                 data_image_size, default_backbone, ema_update, frozen_copy,
+                                 make_config, normalized_std, resolve_views, two_views, view_recipe_of)
 from sslkit.methods.registry import register
 
 
@@ -143,13 +143,32 @@ class DINO(Method):
     def _maybe_freeze(self, grad: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(grad) if self.steps_done < self.config.freeze_last_layer else grad
 
+    def _views(self, image_size: int) -> Views:
+        """``config.views`` with "auto" resolved: multi-crop when local crops are asked for
+        (n_local > 0), else by image size (``sslkit.pretext.auto_views``: "weak" <= 16 px)."""
+        c = self.config
+        if c.views != "auto":
+            return c.views
+        return "multicrop" if c.n_local else resolve_views("auto", image_size, paper="multicrop")
+
+    @property
+    def view_recipe(self) -> Any:
+        """The crops' recipes at this method's image size: a list (2 global, then the local crops)."""
+        c, size = self.config, self.image_size
+        if size is None and c.views == "auto" and not c.n_local:
+            return view_recipe_of("auto", None, paper="multicrop")
+        views = self._views(size or 1000)   # past "auto", only the multi-crop sizes need the image size
+        n_local = 4 if c.n_local is None else c.n_local
+        if views == "multicrop" and size is None:
+            return f"multicrop: 2 global + {n_local} local crops, sized from the images"
+        if views == "multicrop":   # NB: the same sizes as crops() passes to multicrop
+            return pretext.multicrop_recipes(size, 2, n_local, c.global_size, c.local_size)
+        return view_recipe_of(views, size, paper="simclr")
+
     def crops(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The views of ``x`` (B, C, H, W): 2 global crops first, then the local crops."""
         c = self.config
-        views = c.views
-        if views == "auto":   # local crops when asked for (n_local > 0) or when the images are big enough
-            small = min(x.shape[-2:]) <= WEAK_MAX_SIZE and not c.n_local
-            views = "weak" if small else "multicrop"
+        views = self._views(min(x.shape[-2:]))
         if views == "multicrop":
             n_local = 4 if c.n_local is None else c.n_local
             return pretext.multicrop(x, n_global=2, n_local=n_local, global_size=c.global_size,
@@ -184,8 +203,8 @@ class DINO(Method):
         # KL -> 0 with entropy -> log K means uniform collapse, with entropy -> 0 one-prototype collapse.
         return {"loss": loss, "teacher_entropy": entropy, "kl": loss.detach() - entropy,
                 "std": normalized_std(student[0]),
-                "tau": torch.tensor(self.tau, device=x.device),
-                "teacher_temp": torch.tensor(self.teacher_temp, device=x.device)}
+                "tau": torch.full((), self.tau, device=x.device),              # fills: no host-to-
+                "teacher_temp": torch.full((), self.teacher_temp, device=x.device)}  # device copy
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """After optimiser step ``step`` (1..total_steps, steps done): teacher EMA, centre, temperature."""
@@ -214,4 +233,6 @@ class DINO(Method):
 def dino(data: Any = None, backbone: Any = None, **config: Any) -> DINO:
     """DINO (Caron et al. 2021). ``config``: see :class:`DINOConfig`."""
     cfg = make_config(DINOConfig, config)
-    return DINO(default_backbone(data, backbone, kind="image"), cfg)
+    method = DINO(default_backbone(data, backbone, kind="image"), cfg)
+    method.image_size = data_image_size(data)
+    return method

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks, heads, pretext
-from sslkit.methods.base import Method, check_images, default_backbone, make_config
+from sslkit.methods.base import Method, check_images, default_backbone, keep_layout, make_config
 from sslkit.methods.registry import register
 
 
@@ -76,7 +76,8 @@ class Jigsaw(Method):
         # to the host, a GPU sync on every step.
         tiles, y = pretext.jigsaw(x, self.permutations, self.grid, tile_size=self.tile_size, validate=False)
         b, g = tiles.shape[:2]                                             # (B, G, C, t, t)
-        feats = self.backbone.forward_features(tiles.flatten(0, 1))        # (B*G, D): shared encoder
+        tiles_x = keep_layout(tiles.flatten(0, 1), x)                      # (B*G, C, t, t), x's layout
+        feats = self.backbone.forward_features(tiles_x)                    # (B*G, D): shared encoder
         logits = self.head(feats.reshape(b, -1))                           # (B, K)
         loss = F.cross_entropy(logits, y)
         acc = (logits.detach().argmax(1) == y).float().mean()

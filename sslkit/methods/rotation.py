@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks, heads, pretext
-from sslkit.methods.base import Method, check_images, default_backbone, make_config
+from sslkit.methods.base import Method, check_images, default_backbone, keep_layout, make_config
 from sslkit.methods.registry import register
 
 
@@ -57,6 +57,7 @@ class Rotation(Method):
             rotated = pretext.rotate_by(x.repeat(4, 1, 1, 1), k)           # (4B, C, H, W)
         else:
             rotated, k = pretext.rotate(x)                                 # (B, C, H, W), (B,)
+        rotated = keep_layout(rotated, x)                                  # channels-last stays so
         logits = self.head(self.backbone.forward_features(rotated))        # (4B or B, 4)
         loss = F.cross_entropy(logits, k)
         acc = (logits.detach().argmax(1) == k).float().mean()

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from sslkit import checks, distributed, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, default_backbone,
-                                 make_config, normalized_std, two_views, view_similarity)
+from sslkit.methods.base import (Method, Views, check_images, check_views, data_image_size,
+                                 default_backbone, make_config, normalized_std, two_views,
+                                 view_recipe_of, view_similarity)
 from sslkit.methods.registry import register
 
 
@@ -31,8 +32,9 @@ class SimCLRConfig:
     # NT-Xent temperature. Paper: 0.5 for CIFAR-10 at batch 512 (0.1 for ImageNet at batch 4096);
     # our batches are small like CIFAR's, so 0.5.
     temperature: float = 0.5
-    # Augmentations: "auto" = "weak" for images <= 16 px (digits), the paper's "simclr" recipe above;
-    # or "simclr", "byol", "weak", or a callable f(x, generator=None) -> one view.
+    # Augmentations: "auto" = by image size (sslkit.pretext.auto_views): "weak" <= 16 px (digits; colour
+    # jitter kept), the paper's CIFAR-10 setting "cifar" <= 32 px, its ImageNet "simclr" recipe above;
+    # or "simclr", "cifar", "byol", "weak", or a callable f(x, generator=None) -> one view.
     views: Views = "auto"
 
     def __post_init__(self) -> None:
@@ -52,6 +54,11 @@ class SimCLR(Method):
         self.config = config
         self.projector = heads.projection_head(backbone.embed_dim, config.proj_hidden, config.proj_dim)
 
+    @property
+    def view_recipe(self) -> Any:
+        """The augmentation of this run at this method's image size: a ``ViewRecipe`` (both views)."""
+        return view_recipe_of(self.config.views, self.image_size, paper="simclr")
+
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="simclr")
@@ -69,4 +76,6 @@ class SimCLR(Method):
 def simclr(data: Any = None, backbone: Any = None, **config: Any) -> SimCLR:
     """SimCLR (Chen et al. 2020). ``config``: see :class:`SimCLRConfig`."""
     cfg = make_config(SimCLRConfig, config)
-    return SimCLR(default_backbone(data, backbone, kind="image"), cfg)
+    method = SimCLR(default_backbone(data, backbone, kind="image"), cfg)
+    method.image_size = data_image_size(data)
+    return method

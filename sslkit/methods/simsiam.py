@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from sslkit import checks, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, default_backbone,
-                                 make_config, normalized_std, two_views, view_similarity)
+from sslkit.methods.base import (Method, Views, check_images, check_views, data_image_size,
+                                 default_backbone, make_config, normalized_std, two_views,
+                                 view_recipe_of, view_similarity)
 from sslkit.methods.registry import register
 
 
@@ -32,7 +33,8 @@ class SimSiamConfig:
     pred_hidden: int = 128
     # The paper's key ablation: without the stop-gradient the embeddings collapse.
     stop_gradient: bool = True
-    # Augmentations: "auto" = "weak" for <= 16 px, else the "simclr" recipe the paper uses.
+    # Augmentations: "auto" = "weak" <= 16 px, "cifar" <= 32 px (the paper's CIFAR runs), else the
+    # "simclr" recipe the paper uses; or a recipe name or callable, as SimCLR.
     views: Views = "auto"
 
     def __post_init__(self) -> None:
@@ -55,6 +57,11 @@ class SimSiam(Method):
                                                num_layers=2, last_bn=True)
         self.predictor = heads.prediction_head(config.proj_dim, config.pred_hidden, config.proj_dim)
 
+    @property
+    def view_recipe(self) -> Any:
+        """The augmentation of this run at this method's image size: a ``ViewRecipe`` (both views)."""
+        return view_recipe_of(self.config.views, self.image_size, paper="simclr")
+
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = check_images(batch)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="simclr")
@@ -73,4 +80,6 @@ class SimSiam(Method):
 def simsiam(data: Any = None, backbone: Any = None, **config: Any) -> SimSiam:
     """SimSiam (Chen & He 2021). ``config``: see :class:`SimSiamConfig`."""
     cfg = make_config(SimSiamConfig, config)
-    return SimSiam(default_backbone(data, backbone, kind="image"), cfg)
+    method = SimSiam(default_backbone(data, backbone, kind="image"), cfg)
+    method.image_size = data_image_size(data)
+    return method

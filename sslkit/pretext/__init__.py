@@ -10,7 +10,8 @@ takes ``generator: torch.Generator | None`` (on that device) for reproducibility
 """
 from sslkit.pretext.masking import (Masking, block_masking, mask_frames, mask_time_steps, mask_tokens,
                                     patchify, random_masking, unpatchify)
-from sslkit.pretext.recipes import ViewRecipe, byol_views, multicrop, simclr_views, weak_views
+from sslkit.pretext.recipes import (ViewRecipe, auto_views, byol_views, cifar_views, multicrop, multicrop_recipes,
+                                    recipe_pair, simclr_views, weak_views)
 from sslkit.pretext.tasks import (check_permutations, colorization, gaussian_corrupt, inpaint_holes, jigsaw,
                                   jigsaw_permutations, next_step, rotate, rotate_by, salt_and_pepper)
 from sslkit.pretext.views import (color_jitter, cutout, gaussian_blur, gaussian_noise, horizontal_flip,
@@ -21,7 +22,8 @@ __all__ = [
     "random_resized_crop", "horizontal_flip", "color_jitter", "random_grayscale", "gaussian_blur",
     "solarize", "gaussian_noise", "cutout",
     # recipes
-    "ViewRecipe", "simclr_views", "byol_views", "weak_views", "multicrop",
+    "ViewRecipe", "simclr_views", "cifar_views", "byol_views", "weak_views", "multicrop", "multicrop_recipes",
+    "auto_views", "recipe_pair",
     # masking
     "patchify", "unpatchify", "Masking", "random_masking", "block_masking", "mask_tokens",
     "mask_time_steps", "mask_frames",

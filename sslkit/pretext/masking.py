@@ -123,7 +123,10 @@ def block_masking(batch_size: int, grid: int | tuple[int, int], mask_ratio: floa
     count = torch.zeros(B, dtype=torch.long, device=device)
     for _ in range(max_rounds if target > 0 else 0):
         remaining = target - count  # (B,)
-        if device.type != "meta" and not bool((remaining > 0).any()):
+        # Stop early once every sample is full - on the CPU only, where reading the flag is free.
+        # On an accelerator reading it would wait for the GPU every round, so all rounds run: a
+        # round with nothing left to add changes nothing (its blocks fail the acceptance rule).
+        if device.type == "cpu" and not bool((remaining > 0).any()):
             break
         hi = remaining.clamp(min=min_block).float()
         area = min_block + torch.rand(B, generator=generator, device=device) * (hi - min_block)  # (B,)
@@ -159,7 +162,7 @@ def _special_list(special_ids: Sequence[int] | torch.Tensor, V: int) -> list[int
         checks.tensor("special_ids", special_ids, ndim=(0, 1), dtypes="int")
         if special_ids.device.type != "cpu":
             return special_ids.reshape(-1).long()  # values not checked: reading them would sync
-        special_ids = special_ids.reshape(-1).tolist()
+        special_ids = special_ids.reshape(-1).tolist()  # a CPU tensor: reading it is free
     if isinstance(special_ids, (str, bytes)) or not isinstance(special_ids, Sequence):
         raise ValueError(f"special_ids must be a sequence of ints or an int tensor "
                          f"({type(special_ids).__name__} given)")
@@ -169,6 +172,15 @@ def _special_list(special_ids: Sequence[int] | torch.Tensor, V: int) -> list[int
     if len(set(out)) >= V:
         raise ValueError(f"special_ids covers the whole vocabulary (vocab_size={V}); nothing to mask")
     return out
+
+
+def _check_ids_on_cpu(ids: torch.Tensor, V: int) -> None:
+    """Token ids must lie in [0, V). Read only for CPU tensors: on an accelerator the read would
+    make the host wait for the GPU on every training step, so there the ids are not checked."""
+    if ids.device.type == "cpu" and ids.numel():
+        lo, hi = (int(v) for v in torch.aminmax(ids))
+        if lo < 0 or hi >= V:
+            raise ValueError(f"ids has values in [{lo}, {hi}]; allowed: [0, {V - 1}] (vocab_size={V})")
 
 
 def mask_tokens(ids: torch.Tensor, vocab_size: int, special_ids: Sequence[int] | torch.Tensor, mask_id: int,
@@ -196,9 +208,7 @@ def mask_tokens(ids: torch.Tensor, vocab_size: int, special_ids: Sequence[int] |
     ratio = _inputs.ratio("mask_ratio", mask_ratio, allow_zero=False, allow_one=True)
     special = _special_list(special_ids, V)
     _random.check_generator(generator, ids.device)
-    if ids.device.type == "cpu" and ids.numel() and (ids.min() < 0 or ids.max() >= V):
-        raise ValueError(f"ids has values in [{int(ids.min())}, {int(ids.max())}]; allowed: [0, {V - 1}] "
-                         f"(vocab_size={V})")
+    _check_ids_on_cpu(ids, V)
     dev = ids.device
     allowed = torch.ones(V, dtype=torch.bool, device=dev)  # (V,) True = not special
     if isinstance(special, torch.Tensor):

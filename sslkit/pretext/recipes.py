@@ -6,19 +6,26 @@ in place on that fresh tensor, so a view costs about one image-sized buffer.
 
     >>> v1, v2 = simclr_views(x, generator=g)            # SimCLR: two views from one recipe
     >>> v1, v2 = byol_views(x)                            # BYOL: asymmetric blur / solarize
+    >>> v1, v2 = cifar_views(x)                           # SimCLR's CIFAR-10 setting (32 px)
     >>> crops = multicrop(x, n_global=2, n_local=6)       # DINO / SwAV multi-crop
     >>> v1, v2 = weak_views(digits)                       # tiny 8x8 images
+
+``auto_views(image_size, paper)`` is the one place that decides what a method's ``views="auto"``
+means at an image size; ``recipe_pair(name)`` gives the two :class:`ViewRecipe` of a named recipe.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from sslkit import checks
 from sslkit.pretext import _inputs, _random
 from sslkit.pretext import views as V
+from sslkit.pretext.audio import SPECTROGRAM
 
 
 @dataclass
@@ -27,6 +34,8 @@ class ViewRecipe:
     -> noise -> cutout. Each op applies per sample with its probability ``*_p``; p = 0 skips it.
 
     Defaults are SimCLR's ImageNet recipe (Chen et al. 2020, appendix A) at colour strength 1.
+    ``repr`` lists only the settings that differ from these defaults; ``to_dict()`` gives all of
+    them as plain JSON values (the run config records it).
     """
     size: int | tuple[int, int] | None = None  # output size; None keeps the input size
     scale: tuple[float, float] = (0.08, 1.0)  # crop area fraction (Inception / SimCLR)
@@ -69,6 +78,16 @@ class ViewRecipe:
         checks.number("solarize_threshold", self.solarize_threshold, min=0.0, max=1.0)
         checks.number("cutout_size", self.cutout_size, min=0.0, max=1.0)
 
+    def __repr__(self) -> str:
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                   if getattr(self, f.name) != f.default]
+        return f"ViewRecipe({', '.join(changed)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting as JSON-friendly values (tuples become lists)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in dataclasses.fields(self)}
+
     def replace(self, **changes) -> "ViewRecipe":
         """A copy with some settings changed (unknown names raise ValueError)."""
         known = {f.name for f in dataclasses.fields(self)}
@@ -106,18 +125,58 @@ class ViewRecipe:
 
 # SimCLR (Chen et al. 2020): both views from the same recipe (the defaults above).
 SIMCLR = ViewRecipe()
+# SimCLR's CIFAR-10 setting (appendix B.9): colour strength 0.5 (0.4, 0.4, 0.4, 0.1) and no blur -
+# at 32 px a blur with sigma up to 2 pixels wipes out most of the object. Crops, flips, jitter
+# probability and grayscale stay as on ImageNet.
+CIFAR = ViewRecipe(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, blur_p=0.0)
 # BYOL (Grill et al. 2020, table 6): weaker colour (0.4, 0.4, 0.2, 0.1), and asymmetric views:
 # view 1 always blurred, never solarized; view 2 rarely blurred (0.1), solarized 20% of the time.
 BYOL_1 = ViewRecipe(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, blur_p=1.0, solarize_p=0.0)
 BYOL_2 = BYOL_1.replace(blur_p=0.1, solarize_p=0.2)
-# Tiny images (8x8 digits, 32x32 shapes): keep most of the image (a 64% area crop of an 8x8 digit
-# is a ~1-pixel shift plus a slight zoom - a bigger crop cuts strokes away and changes the digit),
-# near-square aspect, NO flips (a mirrored 2, 3, 5, 7 or 9 is not that digit, so flip invariance
-# would teach the wrong thing), mild brightness/contrast only (digits carry no colour), no blur
-# (one blur pixel is 1/8 of a digit), and light pixel noise as the extra nuisance to ignore.
-WEAK = ViewRecipe(scale=(0.64, 1.0), ratio=(0.8, 1.25), flip_p=0.0, brightness=0.2, contrast=0.2,
-                  saturation=0.0, hue=0.0, jitter_p=0.5, gray_p=0.0, blur_p=0.0,
-                  noise_std=0.05, noise_p=0.5)
+# Tiny images (<= 16 px; 8x8 digits): gentle geometry - keep most of the image (a 64% area crop of
+# an 8x8 digit is a ~1-pixel shift plus a slight zoom; a bigger crop cuts strokes away and changes
+# the digit), near-square aspect, NO flips (a mirrored 2, 3, 5, 7 or 9 is not that digit, so flip
+# invariance would teach the wrong thing), no blur (one blur pixel is 1/8 of a digit) - but the
+# CIFAR colour distortion and grayscale all the same: without them matching two views by their
+# colours alone is easy, and the network learns colour instead of shape (SimCLR's ablation). On
+# 1-channel images only brightness and contrast act. Light pixel noise is one more nuisance to ignore.
+WEAK = CIFAR.replace(scale=(0.64, 1.0), ratio=(0.8, 1.25), flip_p=0.0, noise_std=0.05, noise_p=0.5)
+
+# What views="auto" means, by image side (the smaller of H and W):
+SMALL_MAX_SIZE = 16   # <= 16 px: WEAK (digits)
+CIFAR_MAX_SIZE = 32   # 17-32 px: CIFAR for the two-view methods (shapes, CIFAR-10); above: the paper's
+PAPERS = ("simclr", "byol", "multicrop")
+# Named two-view recipes: (recipe of view 1, recipe of view 2).
+# "spectrogram": for log-mel spectrograms (sslkit.pretext.audio; sslkit.create picks it for spectrogram data).
+NAMED = {"simclr": (SIMCLR, SIMCLR), "cifar": (CIFAR, CIFAR), "byol": (BYOL_1, BYOL_2), "weak": (WEAK, WEAK),
+         "spectrogram": (SPECTROGRAM, SPECTROGRAM)}
+
+
+def auto_views(image_size: int, paper: str = "simclr") -> str:
+    """The recipe that ``views="auto"`` stands for at ``image_size`` px, for a method following ``paper``.
+
+    The one place every method's "auto" is decided:
+
+    * <= 16 px: ``"weak"`` (gentle crops, no flip or blur, colour jitter and grayscale kept),
+      also for multi-crop methods (a local crop of an 8x8 image is a 3x3 blob);
+    * 17-32 px: ``"cifar"`` (SimCLR's CIFAR-10 setting) for two-view methods, whichever paper they
+      follow (SimCLR, MoCo, SimSiam, BYOL, Barlow Twins, VICReg); ``"multicrop"`` for DINO;
+    * larger: the paper's own recipe, ``paper`` itself ("simclr", "byol" or "multicrop").
+    """
+    image_size = checks.integer("image_size", image_size, min=1)
+    checks.choice("paper", paper, PAPERS)
+    if image_size <= SMALL_MAX_SIZE:
+        return "weak"
+    if paper == "multicrop":
+        return "multicrop"
+    return "cifar" if image_size <= CIFAR_MAX_SIZE else paper
+
+
+def recipe_pair(name: str) -> tuple[ViewRecipe, ViewRecipe]:
+    """The two recipes (view 1, view 2) of a named recipe: "simclr", "cifar", "byol", "weak" or
+    "spectrogram" (a ``sslkit.pretext.audio.SpectrogramViews``)."""
+    checks.choice("views", name, list(NAMED))
+    return NAMED[name]
 
 
 def _two(recipe1: ViewRecipe, recipe2: ViewRecipe, x, size, generator, overrides):
@@ -142,13 +201,39 @@ def byol_views(x: torch.Tensor, size: int | tuple[int, int] | None = None,
     return _two(BYOL_1, BYOL_2, x, size, generator, overrides)
 
 
+def cifar_views(x: torch.Tensor, size: int | tuple[int, int] | None = None,
+                generator: torch.Generator | None = None, **overrides) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two views with SimCLR's CIFAR-10 setting: crop + flip + jitter at strength 0.5 + grayscale, no blur."""
+    return _two(CIFAR, CIFAR, x, size, generator, overrides)
+
+
 def weak_views(x: torch.Tensor, size: int | tuple[int, int] | None = None,
                generator: torch.Generator | None = None, **overrides) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two mild views for tiny images (8x8 digits): small crop/shift, mild contrast, noise, no flip."""
+    """Two views for tiny images (8x8 digits): small crop/shift, no flip or blur, colour jitter at
+    strength 0.5 and grayscale (as :data:`CIFAR`), light pixel noise."""
     return _two(WEAK, WEAK, x, size, generator, overrides)
 
 
-def multicrop(x: torch.Tensor, n_global: int = 2, n_local: int = 4, global_size: int | tuple[int, int] | None = None,
+def multicrop_recipes(image_size: int | tuple[int, int], n_global: int = 2, n_local: int = 4,
+                      global_size: int | tuple[int, int] | None = None,
+                      local_size: int | tuple[int, int] | None = None,
+                      global_scale: tuple[float, float] = (0.4, 1.0),
+                      local_scale: tuple[float, float] = (0.05, 0.4)) -> list[ViewRecipe]:
+    """The :class:`ViewRecipe` of each crop :func:`multicrop` makes from images of ``image_size``."""
+    H, W = _inputs.size_pair("image_size", image_size)
+    checks.integer("n_global", n_global, min=1)
+    checks.integer("n_local", n_local, min=0)
+    gsize = (H, W) if global_size is None else _inputs.size_pair("global_size", global_size)
+    lsize = ((max(2, round(H * 96 / 224)), max(2, round(W * 96 / 224))) if local_size is None
+             else _inputs.size_pair("local_size", local_size))
+    g1 = BYOL_1.replace(size=gsize, scale=tuple(global_scale))
+    g2 = BYOL_2.replace(size=gsize, scale=tuple(global_scale))
+    local = BYOL_1.replace(size=lsize, scale=tuple(local_scale), blur_p=0.5)
+    return [g1 if i % 2 == 0 else g2 for i in range(n_global)] + [local] * n_local
+
+
+def multicrop(x: torch.Tensor, n_global: int = 2, n_local: int = 4,
+              global_size: int | tuple[int, int] | None = None,
               local_size: int | tuple[int, int] | None = None, generator: torch.Generator | None = None,
               global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4)
               ) -> list[torch.Tensor]:
@@ -159,20 +244,29 @@ def multicrop(x: torch.Tensor, n_global: int = 2, n_local: int = 4, global_size:
     Sizes default to the input size and 96/224 of it for local crops (DINO's 224 px / 96 px), at
     least 2 px. Global views alternate BYOL's asymmetric blur/solarize (view 1: blur 1.0; view 2:
     blur 0.1, solarize 0.2); local views are blurred half the time, as in DINO.
+    :func:`multicrop_recipes` gives the recipes themselves.
     """
     _inputs.image_batch("x", x)
-    checks.integer("n_global", n_global, min=1)
-    checks.integer("n_local", n_local, min=0)
-    H, W = x.shape[2:]
-    gsize = (H, W) if global_size is None else _inputs.size_pair("global_size", global_size)
-    lsize = ((max(2, round(H * 96 / 224)), max(2, round(W * 96 / 224))) if local_size is None
-             else _inputs.size_pair("local_size", local_size))
-    g1 = BYOL_1.replace(size=gsize, scale=tuple(global_scale))
-    g2 = BYOL_2.replace(size=gsize, scale=tuple(global_scale))
-    local = BYOL_1.replace(size=lsize, scale=tuple(local_scale), blur_p=0.5)
-    views = [(g1 if i % 2 == 0 else g2)(x, generator) for i in range(n_global)]
-    return views + [local(x, generator) for _ in range(n_local)]
+    recipes = multicrop_recipes(tuple(x.shape[2:]), n_global, n_local, global_size, local_size,
+                                global_scale, local_scale)
+    return [r(x, generator) for r in recipes]
 
 
-__all__ = ["ViewRecipe", "simclr_views", "byol_views", "weak_views", "multicrop", "SIMCLR", "BYOL_1",
-           "BYOL_2", "WEAK"]
+def to_config(recipe: Any) -> Any:
+    """A method's ``view_recipe`` as JSON-friendly values for a run's config: a :class:`ViewRecipe`
+    becomes its ``to_dict()``, another dataclass recipe its fields, a list or tuple a list of those,
+    a string stays, any other callable becomes its ``repr``, None stays None."""
+    if recipe is None or isinstance(recipe, (str, int, float, bool)):
+        return recipe
+    if isinstance(recipe, ViewRecipe):
+        return recipe.to_dict()
+    if dataclasses.is_dataclass(recipe) and not isinstance(recipe, type):   # e.g. SpectrogramViews
+        return dataclasses.asdict(recipe)
+    if isinstance(recipe, (list, tuple)):
+        return [to_config(r) for r in recipe]
+    return repr(recipe)
+
+
+__all__ = ["ViewRecipe", "simclr_views", "cifar_views", "byol_views", "weak_views", "multicrop",
+           "multicrop_recipes", "auto_views", "recipe_pair", "to_config", "SIMCLR", "CIFAR", "BYOL_1",
+           "BYOL_2", "WEAK", "NAMED", "SMALL_MAX_SIZE", "CIFAR_MAX_SIZE"]

@@ -42,7 +42,7 @@ def rotate_by(x: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
     table = _rotation_index(H, W, x.device)  # (4, H*W)
     idx = table[k.to(x.device).remainder(4)]  # (B, H*W)
     out = x.reshape(B, C, H * W).gather(2, idx[:, None, :].expand(B, C, H * W))
-    return out.reshape(B, C, H, W)
+    return out.reshape(B, C, H, W).contiguous(memory_format=_inputs.memory_format(x))  # x's layout
 
 
 def rotate(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +50,7 @@ def rotate(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[t
 
     Returns ``(rotated, labels)`` with labels in {0, 1, 2, 3} = quarter turns, the class to predict.
     """
-    _inputs.image_batch("x", x)
+    _inputs.image_batch("x", x, unit_range=False)  # geometry only: any pixel values
     _random.check_generator(generator, x.device)
     labels = torch.randint(0, 4, (x.shape[0],), generator=generator, device=x.device)
     return rotate_by(x, labels), labels
@@ -147,7 +147,7 @@ def jigsaw(x: torch.Tensor, permutations: torch.Tensor, grid: int = 3, generator
 
     Returns ``(tiles (B, grid*grid, C, t, t), labels (B,))``.
     """
-    _inputs.image_batch("x", x)
+    _inputs.image_batch("x", x, unit_range=False)  # geometry only: any pixel values
     grid = checks.integer("grid", grid, min=1)
     check_permutations(permutations, grid, values=validate)
     G = grid * grid
@@ -180,6 +180,8 @@ def gaussian_corrupt(x: torch.Tensor, std: float, generator: torch.Generator | N
                      clip: bool = True) -> torch.Tensor:
     """Denoising autoencoder input (Vincent et al. 2008): x + N(0, std^2), clipped to [0, 1] if ``clip``."""
     checks.tensor("x", x, dtypes="float")
+    if clip:  # clipping to [0, 1] would silently flatten [0, 255] images
+        _inputs.check_unit_range("x", x)
     checks.number("std", std, min=0.0)
     _random.check_generator(generator, x.device)
     noisy = x + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

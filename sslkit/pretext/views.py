@@ -1,6 +1,7 @@
 """Batched image augmentations with per-sample random parameters.
 
-Every op takes a float batch ``x`` (B, C, H, W) in [0, 1] with C in {1, 3}, draws one set of
+Every op takes a float batch ``x`` (B, C, H, W) in [0, 1] with C in {1, 3} (values clearly outside,
+such as [0, 255], raise a ValueError for CPU tensors; see ``_inputs.check_unit_range``), draws one set of
 parameters *per sample* on ``x.device`` and applies it with tensor ops: one call augments the
 whole batch on the GPU, and two identical images of a batch get different views. Each op applies
 to a sample with probability ``p`` (drawn per sample). A seeded ``torch.Generator`` on
@@ -80,6 +81,7 @@ def crop_boxes(batch_size: int, height: int, width: int, scale: tuple[float, flo
 def crop_flip(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor | None,
               size: tuple[int, int]) -> torch.Tensor:
     """Crop ``boxes`` (B, 4) out of ``x``, resize to ``size`` and mirror where ``flip``: one grid_sample.
+    The result has the memory format of ``x``.
 
     With ``align_corners=False`` normalised coordinate g maps to pixel ((g + 1) * H - 1) / 2, so
     output pixel i of a crop (top, h) resized to S samples pixel top + (i + 0.5) h / S - 0.5, which
@@ -97,7 +99,10 @@ def crop_flip(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor | None,
     gx = sx[:, None] * ramp_x + ((2 * left + w) / W - 1)[:, None]  # (B, Sw)
     gy = sy[:, None] * ramp_y + ((2 * top + h) / H - 1)[:, None]  # (B, Sh)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (B, Sh, Sw, 2)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # grid_sample returns the default layout; give the view x's (channels-last on CUDA, for the
+    # backbone's convolutions). The ops after the crop work in place, so they keep it.
+    return out.contiguous(memory_format=_inputs.memory_format(x))
 
 
 def random_resized_crop(x: torch.Tensor, size: int | tuple[int, int] | None = None,

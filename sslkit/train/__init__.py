@@ -7,11 +7,13 @@
 """
 from sslkit.train.callbacks import (
     Callback, CollapseMonitor, CollapseWarning, KNNMonitor, LivePlot, TrainState)
-from sslkit.train.checkpoint import CheckpointError, load_checkpoint, load_method, save_checkpoint
+from sslkit.train.checkpoint import (
+    CheckpointError, CheckpointWarning, load_checkpoint, load_method, save_checkpoint)
 from sslkit.train.fit import fit
 from sslkit.train.history import History
 from sslkit.train.schedules import StepBudget, WarmupCosine
 
 __all__ = ["fit", "History", "Callback", "TrainState", "LivePlot", "KNNMonitor", "CollapseMonitor",
            "CollapseWarning", "save_checkpoint", "load_checkpoint", "load_method", "CheckpointError",
+           "CheckpointWarning",
            "WarmupCosine", "StepBudget"]

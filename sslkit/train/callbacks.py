@@ -25,7 +25,11 @@ from sslkit.train.history import History
 
 @dataclass
 class TrainState:
-    """What callbacks see. ``step`` = steps done so far; ``total_steps`` = current estimate."""
+    """What callbacks see. ``step`` = steps done so far; ``total_steps`` = current estimate.
+
+    ``history`` and ``elapsed`` are as of the last read (every ``fit(log_every=...)`` steps: every
+    step on the CPU); between reads the logged numbers are still on the device.
+    """
 
     method: nn.Module
     step: int
@@ -50,6 +54,10 @@ class Callback:
 
     def on_train_end(self, state: TrainState) -> None:
         pass
+
+    def outputs(self) -> list[str]:
+        """Files this callback writes; ``fit`` checks they can be written before the first step."""
+        return []
 
 
 class CollapseWarning(UserWarning):
@@ -253,4 +261,11 @@ class LivePlot(Callback):
         if self._active:
             self._draw(state.history)
         if self.path is not None:
-            self.figure(state.history).savefig(self.path, dpi=100)
+            try:
+                self.figure(state.history).savefig(self.path, dpi=100)
+            except OSError as err:  # the run's results matter more than its plot
+                warnings.warn(f"LivePlot: nothing was written to {self.path!r} ({type(err).__name__}: "
+                              f"{err})", RuntimeWarning, stacklevel=2)
+
+    def outputs(self) -> list[str]:
+        return [] if self.path is None else [self.path]

@@ -18,10 +18,13 @@ is copied into a model, so a bad file never leaves a half-loaded model behind.
 """
 from __future__ import annotations
 
+import dataclasses
+import numbers
 import os
 import tempfile
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +35,11 @@ _REQUIRED = ("format", "version", "model", "optimizer", "scheduler", "rng", "loo
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupt, or does not fit the model it is loaded into."""
+
+
+class CheckpointWarning(RuntimeWarning):
+    """A checkpoint could not be written during ``fit`` (full disk, folder gone, ...). Training and
+    its History are kept; the file named in the message was left as it was."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -164,6 +172,97 @@ def check_optimizer_state(ckpt: dict[str, Any], optimizer: torch.optim.Optimizer
             if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape != p.shape:
                 raise CheckpointError(f"checkpoint {path!r}: optimizer state {name!r} of parameter {i}"
                                       f" has shape {tuple(value.shape)}, the parameter {tuple(p.shape)}")
+
+
+def data_record(data: Any) -> dict[str, Any]:
+    """What a checkpoint records about the training data (compared on resume)."""
+    meta = getattr(data, "meta", {}) or {}
+    return {"name": getattr(data, "name", None), "split": getattr(data, "split", None),
+            "kind": getattr(data, "kind", None), "sample_shape": list(data.sample_shape),
+            "options": _plain(dict(meta.get("options", {}))), "samples": len(data),
+            "seed": meta.get("seed")}
+
+
+def run_config(method: nn.Module, data: Any, fit_config: dict) -> dict[str, Any]:
+    """Plain-Python description of the run, enough for ``load_method`` to rebuild the method."""
+    method = unwrap(method)
+    cfg = getattr(method, "config", None)
+    method_config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
+    backbone = getattr(method, "backbone_name", None)
+    config = {
+        "method": getattr(method, "name", type(method).__name__),
+        "method_config": _plain(method_config, tuples=True),
+        "backbone": backbone if isinstance(backbone, str) else None,
+        "data": data_record(data),
+        "fit": _plain(fit_config),
+    }
+    recipe = getattr(method, "view_recipe", None)
+    if recipe is not None:  # the augmentations the method trains with, as the run's config shows them
+        from sslkit.pretext.recipes import to_config
+        config["view_recipe"] = _plain(to_config(recipe))
+    return config
+
+
+def check_run(ckpt: dict[str, Any], method: nn.Module, data: Any, batch_size: int) -> None:
+    """Refuse to resume ``ckpt`` with another method, other data or another batch size, or from a
+    file whose loop state is malformed - before anything is loaded."""
+    from sslkit.train.history import History
+
+    path, config = ckpt["path"], ckpt["config"]
+    saved_name, name = config.get("method"), getattr(unwrap(method), "name", None)
+    if saved_name is not None and name is not None and saved_name != name:
+        raise CheckpointError(f"checkpoint {path!r} holds a {saved_name!r} run; cannot resume a "
+                              f"{name!r} method from it")
+    saved, now = config.get("data") or {}, data_record(data)
+    for key in ("name", "split", "kind", "sample_shape", "options", "samples", "seed"):
+        if saved.get(key) is not None and now.get(key) is not None and _plain(saved[key]) != now[key]:
+            raise ValueError(f"resume={path!r} was trained on other data: {key} {saved[key]!r} in the "
+                             f"checkpoint, {now[key]!r} here (data {_describe_data(saved)} vs "
+                             f"{_describe_data(now)}); resume with the data it was trained on")
+    saved_bs = config.get("fit", {}).get("batch_size")
+    if saved_bs is not None and saved_bs != batch_size:
+        raise ValueError(f"batch_size={batch_size} but checkpoint {path!r} was trained with "
+                         f"batch_size={saved_bs}; resume with the same batch size")
+    loop, rng = ckpt["loop"], ckpt["rng"]
+    for key in ("step", "epoch", "batch"):
+        if not isinstance(loop.get(key), int):
+            raise CheckpointError(f"checkpoint {path!r}: loop[{key!r}] is missing or not an int")
+    for key in ("torch", "data"):
+        if not isinstance(rng.get(key), torch.Tensor):
+            raise CheckpointError(f"checkpoint {path!r}: rng[{key!r}] is missing or not a tensor")
+    for key in ("base_lr", "warmup", "final_ratio"):
+        if key not in ckpt["scheduler"]:
+            raise CheckpointError(f"checkpoint {path!r}: scheduler state lacks {key!r}")
+    try:
+        History.from_dict(ckpt["history"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path!r}: history is malformed ({err})") from err
+
+
+def _describe_data(d: dict[str, Any]) -> str:
+    options = ", ".join(f"{k}={v!r}" for k, v in (d.get("options") or {}).items())
+    return (f"{d.get('name')!r}/{d.get('split')} ({d.get('kind')}, {d.get('samples')} samples of shape "
+            f"{tuple(d.get('sample_shape') or ())}{', ' + options if options else ''})")
+
+
+def _plain(value: Any, tuples: bool = False) -> Any:
+    """Dicts, lists, strings, numbers and None only - what ``torch.load(weights_only=True)`` reads.
+    NumPy numbers become Python numbers, anything else (a callable, a module) its ``str``; tuples
+    become lists unless ``tuples`` (lists compare equal after a JSON or CLI round trip)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v, tuples) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v, tuples) for v in value]
+        return tuple(items) if tuples and isinstance(value, tuple) else items
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)
 
 
 def load_method(path: str | os.PathLike, data: Any = None, device: torch.device | str | None = None

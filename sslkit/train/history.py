@@ -18,6 +18,8 @@ class History:
         terms: the method's other logged values (e.g. ``"pos_sim"``), name -> one value per step.
         evals: evaluation records, e.g. ``{"step": 200, "knn": 0.81}`` from :class:`KNNMonitor`.
         interrupted: True when the run was stopped with KeyboardInterrupt (Ctrl-C, Jupyter stop).
+        skipped: steps whose loss or gradients were not finite and that ``fit(on_nan="skip")``
+            undid (they have no entry in the per-step lists: no update was applied).
     """
 
     step: list[int] = field(default_factory=list)
@@ -29,6 +31,7 @@ class History:
     terms: dict[str, list[float]] = field(default_factory=dict)
     evals: list[dict[str, float]] = field(default_factory=list)
     interrupted: bool = False
+    skipped: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.step)
@@ -48,6 +51,17 @@ class History:
         for name, values in self.terms.items():
             if len(values) < n + 1:
                 values.append(math.nan)
+
+    def rewind(self, step: int) -> None:
+        """Forget everything recorded after ``step`` (entries, evaluations, skipped steps)."""
+        keep = sum(1 for s in self.step if s <= step)
+        for name in ("step", "epoch", "loss", "lr", "time", "throughput"):
+            del getattr(self, name)[keep:]
+        for values in self.terms.values():
+            del values[keep:]
+        self.evals[:] = [e for e in self.evals if not (isinstance(e.get("step"), (int, float))
+                                                        and e["step"] > step)]
+        self.skipped[:] = [s for s in self.skipped if s <= step]
 
     @property
     def last_loss(self) -> float:

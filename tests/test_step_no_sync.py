@@ -85,6 +85,8 @@ def _batch(name: str, data: dict) -> tuple[methods.Method, torch.Tensor]:
         ds = data["corpus"]
     elif name == "cpc":
         ds = data["waves"]
+    elif name == "wav2vec":
+        ds = data["speech"]
     elif name == "next_frame":
         ds = data["moving_digits"]
     else:
@@ -100,7 +102,8 @@ def _batch(name: str, data: dict) -> tuple[methods.Method, torch.Tensor]:
 def data() -> dict:
     shapes = sslkit.data.load("shapes")
     return {"shapes": shapes.subset(torch.arange(64)), "corpus": sslkit.data.load("corpus"),
-            "waves": sslkit.data.load("waves"), "moving_digits": sslkit.data.load("moving_digits")}
+            "waves": sslkit.data.load("waves"), "moving_digits": sslkit.data.load("moving_digits"),
+            "speech": sslkit.data.load("spoken_digits").subset(torch.arange(32))}
 
 
 @pytest.mark.parametrize("name", methods.names())

@@ -2,22 +2,28 @@
 #   make demo   create .venv if missing, install the kit, run `sslkit demo`
 #   make test   create .venv if missing, run unit tests, notebooks (nbval) and browser tests
 #   make lab    JupyterLab on 127.0.0.1 (token authentication on), opening the first notebook
+#   make lock   rewrite requirements.lock from a fresh environment (after changing pyproject.toml)
+# The kit supports version ranges (pyproject.toml); make installs the exact versions pinned in
+# requirements.lock, so every run gets the same torch, torchvision and everything below them.
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
 # The stamp is keyed by a hash of the requirement files, so a second run is instant and
-# an edited pyproject.toml reinstalls.
-REQ_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-16)
+# an edited pyproject.toml or lock file reinstalls.
+REQ_HASH := $(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 
-.PHONY: venv demo test test-unit test-notebooks test-browser lab bench clean
+.PHONY: venv demo test test-unit test-notebooks test-browser lab bench lock clean
 
 venv: $(STAMP)
 
 $(STAMP):
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@test -x $(BIN)/python || { $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+	  || { echo "sslkit needs Python >= 3.10; run: make PY=/path/to/python3.11"; exit 1; }; \
+	  $(PY) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q -c $(LOCK) --upgrade pip
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -44,6 +50,14 @@ lab: venv
 
 bench: venv
 	$(BIN)/python benchmarks/pretext_throughput.py
+
+# The lock is the pip freeze of an environment made from pyproject.toml alone (no lock), so it
+# holds exactly the dependencies of sslkit[dev]; review the diff, then commit it.
+lock:
+	d=$$(mktemp -d) && $(PY) -m venv $$d && $$d/bin/python -m pip install -q --upgrade pip \
+	  && $$d/bin/python -m pip install -q -e '.[dev]' \
+	  && { sed -n '/^#/p' $(LOCK); $$d/bin/python -m pip freeze --all --exclude-editable; } > $(LOCK).new \
+	  && mv $(LOCK).new $(LOCK); rm -rf $$d
 
 clean:
 	rm -rf $(VENV) runs artifacts .pytest_cache

@@ -5,6 +5,7 @@
     sslkit eval --checkpoint runs/simclr/checkpoint.pt --protocol knn
     sslkit demo                                         the guided tour (``sslkit.demo``)
     sslkit zoo list | build NAME | card NAME            reference models (``sslkit.zoo``)
+    sslkit doctor                                       versions, device, data: can this machine run the kit?
     sslkit exercises strip notebooks/ student/          remove solutions from notebooks
     sslkit exercises grade submissions/ --json out.json score students' notebooks
     torchrun --nproc_per_node=2 -m sslkit train ...     the same training with DDP
@@ -122,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the guided demo (sslkit.demo)", add_help=False,
                        description="Run the demo; arguments are passed to sslkit.demo.main.")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the demo (try --help)")
+
+    p = sub.add_parser("doctor", help="check this machine: versions, device, data, zoo",
+                       description="Print the versions, the device the kit would use, where data and the "
+                                   "model zoo live, and whether each embedded dataset loads. Exit status 1 "
+                                   "when something essential fails.")
+    p.add_argument("--root", default="data", help="folder for downloaded datasets (default: data)")
 
     p = sub.add_parser("exercises", help="exercise notebook tools",
                        description="Tools for the exercise notebooks.")
@@ -386,6 +393,11 @@ def _exercises(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sslkit import doctor
+    return doctor.run(root=args.root)
+
+
 def _optional_module(parser: argparse.ArgumentParser, module: str, what: str):
     try:
         return importlib.import_module(module)
@@ -401,7 +413,7 @@ def _version() -> str:
 
 
 _COMMANDS = {"list": _list, "train": _train, "eval": _eval, "demo": _demo, "exercises": _exercises,
-             "zoo": _zoo}
+             "zoo": _zoo, "doctor": _doctor}
 
 if __name__ == "__main__":
     sys.exit(main())

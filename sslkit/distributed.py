@@ -83,6 +83,24 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum of a (detached) tensor over ranks (a new tensor); ``x`` itself outside a group."""
+    if not is_distributed():
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum of a (detached) tensor over ranks (a new tensor); ``x`` outside a group."""
+    if not is_distributed():
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x
+
+
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean of a (detached) tensor over ranks, e.g. for logging; ``x`` itself outside a group."""
     if not is_distributed():

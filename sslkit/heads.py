@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -120,8 +121,9 @@ class DINOHead(nn.Module):
     prototypes (no bias). With ``norm_last_layer`` the weight-norm gain is fixed at 1, so the
     last layer is a cosine classifier (DINO reports this stabilises training).
 
-    Maps (B, in_dim) -> (B, out_dim). Defaults are DINO's (65536 prototypes, 2048 hidden, 256
-    bottleneck) except ``out_dim``, scaled down to 4096 for tiny datasets with few classes.
+    Maps (B, in_dim) -> (B, out_dim), the last two steps in float32 even under bf16 autocast (the
+    logits are sharpened by a small temperature). Defaults are DINO's (65536 prototypes, 2048
+    hidden, 256 bottleneck) except ``out_dim``, scaled down to 4096 for tiny datasets with few classes.
     """
 
     def __init__(self, in_dim: int, out_dim: int = 4096, hidden_dim: int = 2048,
@@ -150,6 +152,16 @@ class DINOHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(self.mlp(x), dim=-1)                              # (B, bottleneck)
-        weight = self.weight_g * F.normalize(self.weight_v, dim=1)        # (out_dim, bottleneck)
-        return F.linear(x, weight)                                        # (B, out_dim)
+        """(B, in_dim) -> (B, out_dim) logits, float32 (float64 for float64 inputs) even under autocast.
+
+        DINO divides these logits by temperatures down to 0.04 (25x): in bfloat16 (8 bits of
+        mantissa) a cosine near 1 is off by up to 0.004, i.e. 0.1 after sharpening, which moves the
+        teacher's probabilities by ~10%. So the L2 norm and the prototype layer run in float32.
+        """
+        h = self.mlp(x)                                                   # (B, bottleneck)
+        dev = h.device.type
+        with torch.autocast(dev, enabled=False) if torch.amp.is_autocast_available(dev) else nullcontext():
+            h = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
+            h = F.normalize(h, dim=-1)                                    # (B, bottleneck)
+            weight = self.weight_g * F.normalize(self.weight_v, dim=1)    # (out_dim, bottleneck)
+            return F.linear(h, weight.to(h.dtype))                        # (B, out_dim)

@@ -137,3 +137,22 @@ def test_recalibrate_bad_input():
     with pytest.raises(ValueError, match="batch_size"):
         ev.recalibrate_batchnorm(DropoutNet(), (torch.zeros(4, 5), torch.zeros(4, dtype=torch.long)),
                                  batch_size=0)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("vit_tiny", dict(image_size=16, in_channels=3, patch_size=4, embed_dim=32, depth=1, num_heads=2)),
+    ("transformer", dict(vocab_size=50, max_len=8, embed_dim=32, depth=1, num_heads=2)),
+])
+def test_random_init_resets_every_parameter_with_the_backbones_own_init(name, kwargs):
+    # A trained transformer's position embeddings and CLS token are nn.Parameters of the backbone
+    # itself (no layer's reset_parameters covers them): the baseline must not keep trained values.
+    backbone = backbones.create(name, **kwargs)
+    with torch.no_grad():
+        for p in backbone.parameters():
+            p.add_(1.0)                                   # stands in for training
+    fresh = ev.random_init(backbone, seed=0)
+    for (n, p_old), p_new in zip(backbone.named_parameters(), fresh.parameters()):
+        assert not torch.equal(p_old, p_new), f"{n} kept its trained value"
+    linear = next(m for m in fresh.modules() if isinstance(m, torch.nn.Linear))
+    assert 0.015 < linear.weight.std() < 0.025, "the transformer init (trunc normal, std 0.02)"
+    assert torch.equal(ev.random_init(backbone, seed=0).state_dict()["cls_token"], fresh.state_dict()["cls_token"])

@@ -195,6 +195,22 @@ def test_masked_mse_matches_reference(norm_pix):
     assert losses.masked_mse(pred, target, mask.double(), norm_pix).item() == pytest.approx(got)
 
 
+def test_norm_pix_matches_reference_and_inverts():
+    patches = rand(2, 3, 5) * 3 + 1
+    normed, mean, std = losses.norm_pix(patches)
+    assert mean.shape == std.shape == (2, 3, 1)
+    for b in range(2):
+        for n in range(3):
+            vals = [float(v) for v in patches[b, n]]
+            mu = sum(vals) / len(vals)
+            sd = math.sqrt(sum((v - mu) ** 2 for v in vals) / (len(vals) - 1) + 1e-6)
+            for j, v in enumerate(vals):
+                assert float(normed[b, n, j]) == pytest.approx((v - mu) / sd, abs=1e-9)
+    torch.testing.assert_close(normed * std + mean, patches)
+    with pytest.raises(ValueError, match="at least 2 values"):
+        losses.norm_pix(rand(2, 3, 1))
+
+
 def test_masked_mse_ignores_visible_patches():
     pred, target = rand(2, 5, 3), rand(2, 5, 3)
     mask = torch.zeros(2, 5, dtype=torch.bool)

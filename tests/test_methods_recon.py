@@ -216,12 +216,22 @@ def test_bad_configs(digits, corpus, waves):
         sslkit.create("mlm", data=digits)
     with pytest.raises(ValueError, match="ViT backbone"):
         sslkit.create("mae", data=digits, backbone=small_convnet())
-    with pytest.raises(ValueError, match="forward_sequence"):
+    with pytest.raises(ValueError, match="encodes image data; cpc trains on signal data"):
         sslkit.create("cpc", data=waves, backbone=small_convnet())
+
+    class Pooled(torch.nn.Module):     # a signal encoder without per-step features (and no input_kind)
+        embed_dim = 4
+
+        def forward_features(self, x):
+            return x.mean(-1).repeat(1, 4)
+    with pytest.raises(ValueError, match="forward_sequence"):
+        sslkit.create("cpc", data=waves, backbone=Pooled())
     with pytest.raises(ValueError, match="temperature"):
         sslkit.create("cpc", data=waves, temperature=0)
-    with pytest.raises(ValueError, match="encode_frames"):
+    with pytest.raises(ValueError, match="encodes image data; next_frame trains on clip data: use one of frames"):
         sslkit.create("next_frame", backbone=small_convnet())
+    with pytest.raises(ValueError, match="encode_frames"):
+        sslkit.create("next_frame", backbone=Pooled())
     with pytest.raises(ValueError, match="signal data"):
         sslkit.create("cpc", data=digits)
 

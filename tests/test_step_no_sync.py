@@ -7,7 +7,7 @@ boolean-mask indexing, ``unique``) makes the host wait for every queued kernel: 
 step. On the CPU these cost nothing, so the test makes them *raise* while ``training_step``,
 ``backward`` and ``on_step_end`` run, which proves the GPU path never takes them.
 
-Four value checks are allowed, each in a small function that reads values only for CPU tensors
+Five value checks are allowed, each in a small function that reads values only for CPU tensors
 (where the read is free) and skips accelerators - ``test_allowed_checks_skip_accelerators`` checks
 that with meta tensors, on which any read raises.
 """
@@ -26,7 +26,8 @@ from sslkit import methods
 ALLOWED = {("sslkit/pretext/_inputs.py", "check_unit_range"),
            ("sslkit/pretext/masking.py", "_check_ids_on_cpu"),
            ("sslkit/losses/reconstruction.py", "_check_targets_on_cpu"),
-           ("sslkit/backbones/transformer.py", "_check")}
+           ("sslkit/backbones/transformer.py", "_check"),
+           ("sslkit/methods/word2vec.py", "check_ids")}
 
 # aten ops that read a value back or size their output by the data: a sync on an accelerator.
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "nonzero_static", "masked_select", "unique", "_unique",
@@ -81,18 +82,13 @@ def no_sync(monkeypatch):
 
 def _batch(name: str, data: dict) -> tuple[methods.Method, torch.Tensor]:
     torch.manual_seed(0)
-    if name == "mlm":
-        ds = data["corpus"]
-    elif name == "cpc":
-        ds = data["waves"]
-    elif name == "wav2vec":
-        ds = data["speech"]
-    elif name == "next_frame":
-        ds = data["moving_digits"]
-    else:
-        ds = data["shapes"]   # 3-channel images: every colour op really runs
+    # the data kind the method trains on; images are 3-channel shapes, so every colour op really runs;
+    # wav2vec's frames are 80 samples: it gets speech (the waves are too short for its encoder)
+    ds = data["speech"] if name == "wav2vec" else data[
+        {"text": "corpus", "signal": "waves", "clip": "moving_digits", "image": "shapes"}[
+            methods.registry.kinds(name)[0]]]
     small = {"dino": dict(out_dim=64, hidden_dim=32, bottleneck_dim=16, n_local=2),
-             "moco": dict(queue_size=64)}.get(name, {})
+             "moco": dict(queue_size=64), "swav": dict(queue_length=32, queue_start=1)}.get(name, {})
     m = sslkit.create(name, data=ds, **small)
     idx = torch.arange(16)
     return m, ds.batch(idx)
@@ -146,5 +142,7 @@ def test_allowed_checks_skip_accelerators():
                           torch.empty(2, 5, device="meta"), 10)
     sslkit.backbones.create("transformer", vocab_size=10, max_len=8)._check(
         torch.empty(2, 5, dtype=torch.long, device="meta"))
+    from sslkit.methods.word2vec import WordVectors
+    WordVectors(10, 4).check_ids(torch.empty(2, 5, dtype=torch.long, device="meta"))
     with pytest.raises(ValueError, match="255"):                   # ...and do check CPU tensors
         check_unit_range("x", torch.full((2, 3, 4, 4), 200.0))

@@ -196,6 +196,8 @@ def test_attention_explorer(images):
 
 def test_static_fallback_in_mimebundle(images):
     w = W.masking_explorer(images, patch_size=4)
-    bundle = w._repr_mimebundle_()
+    bundle, metadata = w._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" in bundle
-    assert "text/html" in W.token_masking_viewer(_text())._repr_mimebundle_()
+    # the static copy is shown at the widget's page size: half the PNG's pixels (sharp on HiDPI)
+    assert metadata["image/png"]["width"] == int(w.view.width) == W.display_width(bytes(w.view.value))
+    assert "text/html" in W.token_masking_viewer(_text())._repr_mimebundle_()[0]

@@ -12,6 +12,7 @@
     spec_convnet    spectrograms (B, C, F, T) 512   convnet pooled over time only (8 frequency bands kept)
 
     net = sslkit.backbones.create("vit_tiny", image_size=32, in_channels=3)
+    sslkit.backbones.names("image"), sslkit.backbones.input_kind("conv1d")   # -> [...], "signal"
 """
 from __future__ import annotations
 
@@ -43,9 +44,25 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def names() -> list[str]:
-    """Backbone names for :func:`create`."""
-    return list(_REGISTRY)
+# The kind of data each backbone encodes (also the ``input_kind`` attribute of the module it builds).
+_KINDS = {"convnet": "image", "resnet18_cifar": "image", "resnet18": "image", "vit_tiny": "image",
+          "transformer": "text", "conv1d": "signal", "frames": "clip", "wave_transformer": "signal",
+          "spec_convnet": "spectrogram"}
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Backbone names for :func:`create`; with ``kind`` ("image", "text", "signal", "clip",
+    "spectrogram") only those that encode that kind of data."""
+    if kind is None:
+        return list(_REGISTRY)
+    checks.choice("kind", kind, ("image", "text", "signal", "clip", "spectrogram"))
+    return [n for n in _REGISTRY if _KINDS[n] == kind]
+
+
+def input_kind(name: str) -> str:
+    """The kind of data backbone ``name`` encodes: "image", "text", "signal", "clip" or "spectrogram"."""
+    checks.choice("name", name, names())
+    return _KINDS[name]
 
 
 def create(name: str, **kw: Any) -> nn.Module:
@@ -61,5 +78,5 @@ def create(name: str, **kw: Any) -> nn.Module:
         raise ValueError(f"backbone {name!r}: {err}; keywords: {', '.join(allowed)}") from err
 
 
-__all__ = ["create", "names", "ConvNet", "ResNet18", "ViT", "TextTransformer", "Conv1dEncoder",
+__all__ = ["create", "names", "input_kind", "ConvNet", "ResNet18", "ViT", "TextTransformer", "Conv1dEncoder",
            "FrameEncoder", "WaveTransformer", "SpectrogramConvNet"]

@@ -27,6 +27,8 @@ class ConvNet(nn.Module):
         image_size: accepted for a uniform backbone signature; any size works.
     """
 
+    input_kind = "image"
+
     def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128),
                  image_size: int | None = None) -> None:
         super().__init__()

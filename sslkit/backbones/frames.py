@@ -17,6 +17,8 @@ class FrameEncoder(nn.Module):
         image_size: accepted for a uniform backbone signature; any frame size works.
     """
 
+    input_kind = "clip"
+
     def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128),
                  image_size: int | None = None) -> None:
         super().__init__()

@@ -22,6 +22,8 @@ class ResNet18(nn.Module):
         image_size: accepted for a uniform backbone signature; any size works (global pooling).
     """
 
+    input_kind = "image"
+
     def __init__(self, in_channels: int = 3, cifar_stem: bool = False, image_size: int | None = None) -> None:
         super().__init__()
         from torchvision.models import resnet18  # imported here: torchvision is slow to import

@@ -26,6 +26,8 @@ class SpectrogramConvNet(ConvNet):
         image_size: accepted for a uniform backbone signature; any F >= 1, T >= 1 works.
     """
 
+    input_kind = "spectrogram"
+
     def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (16, 32, 64), freq_bands: int = 8,
                  image_size: int | None = None) -> None:
         super().__init__(in_channels, widths, image_size)

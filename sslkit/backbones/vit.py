@@ -3,8 +3,8 @@ the text encoder and the MAE decoder reuse.
 
 ``vit_tiny``: ViT-Tiny width (D = 192, 3 heads, DeiT-Ti) at half depth (6 blocks): 32x32 images with
 4x4 patches give only 64 tokens, and 6 blocks train in minutes on one GPU. Pre-norm blocks, a
-learned CLS token and learned position embeddings (interpolated when a different image size comes
-in, e.g. DINO's local crops).
+learned CLS token and position embeddings (interpolated when a different image size comes in, e.g.
+DINO's local crops): learned by default, or fixed 2-D sin-cos ones (``positions="sincos"``, MAE's).
 """
 from __future__ import annotations
 
@@ -31,10 +31,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
                 return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``x`` (B, L, D); ``key_mask`` (B, L) bool, True = may be attended to (False: padding)."""
+        """``x`` (B, L, D); ``key_mask`` (B, L) bool, True = may be attended to (False: padding), or
+        (B, L, L) with ``key_mask[b, i, j]`` = query i may attend to key j (e.g. a causal mask)."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        mask = None if key_mask is None else key_mask[:, None, None, :]          # (B, 1, 1, L)
+        mask = None if key_mask is None else (   # (B, 1, 1, L) per key, (B, 1, L, L) per query-key pair
+            key_mask[:, None] if key_mask.ndim == 3 else key_mask[:, None, None, :])
         if return_attention:
             scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])            # (B, h, L, L)
             if mask is not None:
@@ -77,38 +79,85 @@ def init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
+def sincos_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embeddings (grid_h * grid_w, dim), patches in row-major order.
+
+    As MAE (He et al. 2022) and MoCo v3: the first half of the channels encodes the row, the second
+    half the column, each as ``[sin(pos * w_i), cos(pos * w_i)]`` with ``w_i = 10000^(-i / (dim/4))``,
+    i = 0 .. dim/4 - 1 (the 1-D Transformer encoding of Vaswani et al. 2017 per axis).
+    """
+    dim = checks.integer("dim", dim, min=4)
+    if dim % 4:
+        raise ValueError(f"dim={dim} must be a multiple of 4 for 2-D sin-cos position embeddings "
+                         f"(sin and cos for rows and for columns)")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))   # (dim/4,)
+    rows, cols = torch.meshgrid(torch.arange(grid_h, dtype=torch.float64),
+                                torch.arange(grid_w, dtype=torch.float64), indexing="ij")
+    r = rows.reshape(-1, 1) * omega                                          # (N, dim/4)
+    c = cols.reshape(-1, 1) * omega                                          # (N, dim/4)
+    return torch.cat([r.sin(), r.cos(), c.sin(), c.cos()], dim=1).float()    # (N, dim)
+
+
+def default_patch_size(image_size: int) -> int:
+    """Patch side for ``image_size``: ``max(2, image_size // 8)`` (an 8x8 grid, 2 px for 8 px images)
+    when it divides the image, else the divisor >= 2 of ``image_size`` nearest to it (28 px -> 4)."""
+    image_size = checks.integer("image_size", image_size, min=2)
+    want = max(2, image_size // 8)
+    divisors = [p for p in range(2, image_size + 1) if image_size % p == 0]
+    return min(divisors, key=lambda p: (abs(p - want), -p))                  # ties: the larger patch
+
+
 class ViT(nn.Module):
     """(B, C, H, W) images -> (B, D) CLS features, D = ``embed_dim``.
 
     Args:
-        image_size: side of the square images the position embeddings are made for.
-        patch_size: side of a patch; None -> ``max(2, image_size // 8)`` (4 for 32x32, 2 for 8x8).
+        image_size: side of the square images the position embeddings are made for (>= 2).
+        patch_size: side of a patch, a divisor of ``image_size``; None -> :func:`default_patch_size`
+            (4 for 32x32, 2 for 8x8, 12 for 96x96, 4 for 28x28).
         in_channels: 1 or 3.
         embed_dim, depth, num_heads, mlp_ratio: Transformer size (ViT-Tiny width, half depth).
+        positions: "learned" (trained from a small random init, as ViT/DINO) or "sincos" (fixed 2-D
+            sin-cos, not trained: MAE's encoder and decoder); ``embed_dim`` must then be a multiple of 4.
     """
 
+    input_kind = "image"
+
     def __init__(self, image_size: int = 32, patch_size: int | None = None, in_channels: int = 3,
-                 embed_dim: int = 192, depth: int = 6, num_heads: int = 3, mlp_ratio: float = 4.0) -> None:
+                 embed_dim: int = 192, depth: int = 6, num_heads: int = 3, mlp_ratio: float = 4.0,
+                 positions: str = "learned") -> None:
         super().__init__()
-        self.image_size = checks.integer("image_size", image_size, min=1)
+        self.image_size = checks.integer("image_size", image_size, min=2)
         if patch_size is None:
-            patch_size = max(2, image_size // 8)
+            patch_size = default_patch_size(image_size)
         self.patch_size = checks.integer("patch_size", patch_size, min=1, max=image_size)
         if image_size % patch_size:
-            raise ValueError(f"image_size={image_size} must be divisible by patch_size={patch_size}")
+            divisors = [p for p in range(1, image_size + 1) if image_size % p == 0]
+            raise ValueError(f"vit: image_size={image_size} is not a multiple of patch_size={patch_size}; "
+                             f"allowed patch sizes for {image_size} px images: {divisors}")
         self.in_channels = checks.integer("in_channels", in_channels, min=1)
         self.embed_dim = checks.integer("embed_dim", embed_dim, min=1)
         checks.integer("depth", depth, min=1)
         checks.integer("num_heads", num_heads, min=1)
+        self.positions = checks.choice("positions", positions, ("learned", "sincos"))
         self.grid = image_size // patch_size
         self.num_patches = self.grid ** 2
         self.patch_embed = nn.Conv2d(in_channels, embed_dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, embed_dim))  # CLS first
+        if positions == "sincos":   # a buffer: saved with the weights, never trained; CLS position 0
+            pos = torch.cat([torch.zeros(1, embed_dim), sincos_2d(embed_dim, self.grid, self.grid)])
+            self.register_buffer("pos_embed", pos[None])                            # (1, 1+N, D)
+        else:
+            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, embed_dim))  # CLS first
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The ViT's own initialisation, of every parameter (also what ``eval.random_init`` calls)."""
+        self.patch_embed.reset_parameters()
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.positions == "learned":
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(init_weights)
 
     def _pos(self, grid_h: int, grid_w: int) -> torch.Tensor:

@@ -38,6 +38,8 @@ class WaveTransformer(nn.Module):
         length: accepted for a uniform backbone signature; any T >= ``receptive_field`` works.
     """
 
+    input_kind = "signal"
+
     def __init__(self, in_channels: int = 1, conv_width: int = 64, kernels: tuple[int, ...] = (10, 3, 3, 3, 3),
                  strides: tuple[int, ...] = (5, 2, 2, 2, 2), embed_dim: int = 128, depth: int = 4,
                  num_heads: int = 4, mlp_ratio: float = 4.0, pos_kernel: int = 31, pos_groups: int = 16,

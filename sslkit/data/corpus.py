@@ -1,8 +1,10 @@
 """``corpus``: English text of Python's own help pages (``pydoc_data.topics``), tokenized.
 
-Every Python installation ships the text behind ``help("assert")`` etc. in ``pydoc_data.topics``:
-79 topics, ~465k characters of technical English - enough to pre-train a tiny BERT-style masked
-language model (Devlin et al., 2019) offline in minutes.
+The text behind ``help("assert")`` etc.: 79 topics, ~465k characters of technical English - enough
+to pre-train a tiny BERT-style masked language model (Devlin et al., 2019) offline in minutes. The
+kit ships a snapshot, ``pydoc_topics.json.gz`` beside this file (CPython 3.11.7's
+``pydoc_data.topics``, PSF licence: see ``pydoc_topics.LICENSE.txt``), so windows and vocabulary are
+the same on every Python version.
 
 Samples are fixed-length windows ``[CLS] tok tok ... [PAD] [PAD]`` (int64 (N, seq_len)) cut from
 one topic each. Label = the topic's *group* (statements, expressions, lexical, builtin-types,
@@ -14,6 +16,8 @@ vocabulary is built from the train text only; ``seed`` only shuffles the order o
 from __future__ import annotations
 
 import functools
+import gzip
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -44,6 +48,7 @@ TOPIC_GROUPS = {topic: group for group, topics in _G.items() for topic in topics
 TRAIN_FRACTION = 0.8   # share of each topic's text (from its start) in the train split
 DEFAULT_SEQ_LEN = {"word": 64, "char": 128}  # ~ a few sentences either way
 DEFAULT_MAX_VOCAB = {"word": 5000, "char": None}  # 5000 words cover ~97% of tokens; chars: all
+TOPICS_FILE = "pydoc_topics.json.gz"  # CPython 3.11.7's pydoc_data.topics, unchanged
 
 _ASCII = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'",
                         "\u2014": "-", "\u2013": "-", "\u2026": "..."})
@@ -126,10 +131,17 @@ class Tokenizer:
 
 
 @functools.lru_cache(maxsize=1)
+def raw_topics() -> dict[str, str]:
+    """topic -> raw help text, from the snapshot shipped with the kit (not this Python's pydoc_data)."""
+    from importlib.resources import files
+
+    return json.loads(gzip.decompress(files("sslkit.data").joinpath(TOPICS_FILE).read_bytes()))
+
+
+@functools.lru_cache(maxsize=1)
 def topic_texts() -> dict[str, tuple[str, str]]:
     """topic -> (train text, test text): cleaned, cut at a space near TRAIN_FRACTION."""
-    from pydoc_data.topics import topics
-
+    topics = raw_topics()
     out = {}
     for name in sorted(topics):
         if name not in TOPIC_GROUPS:
@@ -165,14 +177,12 @@ def build(split: str, root: str, seed: int, level: str = "word", seq_len: int | 
 
     Args:
         split: "train" (first 80% of each topic) or "test" (the rest).
-        root: unused (the text ships with Python).
+        root: unused (the text ships with the kit).
         level: "word" or "char".
         seq_len: tokens per window including [CLS], 2..4096 (default 64 words / 128 chars).
         max_vocab: vocabulary size including the 4 specials (default 5000 for words, every
             character for chars) with "auto"; None = no limit.
     """
-    from pydoc_data.topics import topics as all_topics
-
     level = checks.choice("level", level, ("word", "char"))
     seq_len = DEFAULT_SEQ_LEN[level] if seq_len is None else seq_len
     seq_len = checks.integer("seq_len", seq_len, min=2, max=4096)
@@ -197,8 +207,9 @@ def build(split: str, root: str, seed: int, level: str = "word", seq_len: int | 
     return Dataset(name="corpus", split=split, kind="text", x=torch.cat(rows)[order],
                    labels=torch.cat(labels)[order], classes=list(GROUPS),
                    factors={"topic": torch.cat(topic_ids)[order]}, tokenizer=tok,
-                   meta={"source": "pydoc_data.topics (Python documentation)",
+                   meta={"source": "pydoc_data.topics of CPython 3.11.7 (Python documentation), "
+                                   f"bundled as sslkit/data/{TOPICS_FILE}",
                          "licence": "PSF License / Zero-Clause BSD (Python documentation)",
                          "seed": seed, "level": level, "seq_len": seq_len, "max_vocab": max_vocab,
                          "factor_values": {"topic": topic_names},
-                         "skipped_topics": sorted(set(all_topics) - set(TOPIC_GROUPS))})
+                         "skipped_topics": sorted(set(raw_topics()) - set(TOPIC_GROUPS))})

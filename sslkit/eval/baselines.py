@@ -103,9 +103,10 @@ def random_init(model: Any, seed: int = 0, *, data: Data | None = None,
                 batch_size: int = CALIBRATION_BATCH) -> nn.Module:
     """A copy of ``model``'s backbone with every layer re-initialised (seeded; ``model`` untouched).
 
-    Uses each submodule's own ``reset_parameters`` (PyTorch's default init for that layer type), so
-    the copy is what ``sslkit.backbones.create`` would give before any training. BatchNorm running
-    statistics are reset too.
+    Uses the backbone's own ``reset_parameters`` where it defines one (the ViT and text transformer
+    re-run their initialisation, position embeddings and CLS token included), else each layer's
+    (PyTorch's default init for that layer type), so the copy is what ``sslkit.backbones.create``
+    would give before any training. BatchNorm running statistics are reset too.
 
     With ``data`` (the *unlabelled* training inputs: a Dataset or an ``(x, labels)`` pair) the
     BatchNorm statistics are then recalibrated on it by :func:`recalibrate_batchnorm` - the fair
@@ -116,13 +117,25 @@ def random_init(model: Any, seed: int = 0, *, data: Data | None = None,
     backbone = copy.deepcopy(backbone_of(model))
     with torch.random.fork_rng(devices=[]):  # deterministic init, global RNG left as it was
         torch.manual_seed(seed)
-        for m in backbone.modules():
-            for fn in ("reset_parameters", "reset_running_stats"):
-                if callable(getattr(m, fn, None)):
-                    getattr(m, fn)()
+        _reset(backbone)
     if data is not None:
         recalibrate_batchnorm(backbone, data, batch_size=batch_size, seed=seed)
     return backbone
+
+
+def _reset(module: nn.Module) -> None:
+    """Re-initialise ``module``: its own ``reset_parameters`` covers its whole subtree (a ViT's init
+    differs from its layers' defaults); modules without one are reset child by child."""
+    if callable(getattr(module, "reset_running_stats", None)):
+        module.reset_running_stats()
+    if callable(getattr(module, "reset_parameters", None)):
+        module.reset_parameters()
+        for m in module.modules():      # running statistics below a module that reset itself
+            if m is not module and callable(getattr(m, "reset_running_stats", None)):
+                m.reset_running_stats()
+        return
+    for child in module.children():
+        _reset(child)
 
 
 def supervised(model: Any, train_data: Data, test_data: Data, *, steps: int = 200, lr: float = 1e-3,

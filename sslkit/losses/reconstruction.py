@@ -17,6 +17,27 @@ def _mask(name: str, mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor
     return mask.to(torch.float32 if not mask.is_floating_point() else mask.dtype)
 
 
+def norm_pix(patches: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MAE's normalised-pixel target: each patch minus its mean, over its std.
+
+    He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners", section 4 ("normalized
+    pixels"); as the official code, the std is the unbiased one with ``eps`` = 1e-6 added to the
+    variance. ``patches`` (..., P) with P >= 2 values per patch. Returns ``(normalised, mean, std)``
+    with mean and std (..., 1), so ``normalised * std + mean`` gives the patches back (which is how
+    ``MAE.reconstruct`` turns a prediction into pixels).
+    """
+    checks.tensor("patches", patches, dtypes="float")
+    if patches.ndim < 1 or patches.shape[-1] < 2:
+        raise ValueError(f"patches has shape {tuple(patches.shape)}; norm_pix needs at least 2 values "
+                         f"per patch (the last dimension)")
+    mean = patches.mean(dim=-1, keepdim=True)
+    std = (patches.var(dim=-1, keepdim=True) + eps).sqrt()
+    return (patches - mean) / std, mean, std
+
+
+_norm_pix = norm_pix   # masked_mse's flag of the same name hides the function inside it
+
+
 @full_precision
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                norm_pix: bool = False) -> torch.Tensor:
@@ -28,8 +49,8 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
         pred: (B, N, P) predicted patches (P = patch_size^2 * C pixels each).
         target: (B, N, P) true patches (``sslkit.pretext.patchify``).
         mask: (B, N) bool (or 0/1), True = removed; only those patches count.
-        norm_pix: normalise each target patch by its own mean and (unbiased) std first (MAE's
-            "normalised pixels" target, which improves features).
+        norm_pix: normalise each target patch by its own mean and (unbiased) std first
+            (:func:`norm_pix`, MAE's "normalised pixels" target, which improves features).
 
     Per patch the loss is the mean over its P values; it is averaged over the removed patches. A
     mask with no removed patch gives 0 (nothing to reconstruct). Computed in float32 (float64 for
@@ -43,9 +64,7 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     if norm_pix:
         if target.shape[-1] < 2:
             raise ValueError("norm_pix=True needs patches with at least 2 values")
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1e-6).sqrt()                 # 1e-6: MAE's epsilon
+        target = _norm_pix(target)[0]
     per_patch = (pred - target).pow(2).mean(dim=-1)                    # (B, N)
     return (per_patch * m).sum() / m.sum().clamp_min(1.0)
 

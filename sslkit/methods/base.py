@@ -11,7 +11,8 @@
 their own views/masks on that device with ``sslkit.pretext``.
 
 Shared pieces (used by every method file):
-    default_backbone(data, backbone, kind=...)   None / name / module -> a validated backbone
+    default_backbone(data, backbone, kind=...)   None / name / module -> a validated backbone (kind,
+                                                 patch size vs image size checked)
     make_config(Config, config)                  dataclass config; unknown keys -> ValueError
     ema_update(target, online, momentum)         target <- m * target + (1 - m) * online
     cosine_momentum(step, total_steps, base)     BYOL's momentum schedule, base -> 1
@@ -46,6 +47,9 @@ class Method(nn.Module):
     kinds: ClassVar[tuple[str, ...]] = ("image",)
     # Sensible default learning rate for the engine's optimiser (AdamW unless the method says otherwise).
     default_lr: ClassVar[float] = 1e-3
+    # AdamW's (beta1, beta2) for the engine's optimiser: PyTorch's defaults unless the paper differs
+    # (MAE: 0.95, a shorter memory of squared gradients that keeps ViT pre-training stable).
+    adam_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
     # Submodules (attribute paths) whose BatchNorm layers keep per-process statistics under DDP:
     # ``sync_batchnorm`` leaves them alone (MoCo's key encoder, which uses shuffle/split BN).
     local_batchnorm: ClassVar[tuple[str, ...]] = ()
@@ -151,8 +155,25 @@ def _backbone_kwargs(facts: dict[str, Any]) -> dict[str, Any]:
     return {k: facts[k] for k in keys if facts.get(k) is not None}
 
 
+def _check_backbone_fits(name: str, module_kind: str | None, patch: int | None,
+                         facts: dict[str, Any]) -> None:
+    """The backbone encodes the data's kind, and the data's images are whole patches of a ViT."""
+    from sslkit import backbones
+    # an image backbone also encodes a spectrogram (a (C, F, T) grid), e.g. the plain convnet
+    image_on_spec = module_kind == "image" and facts["kind"] == "spectrogram"
+    if module_kind is not None and module_kind != facts["kind"] and not image_on_spec:
+        raise ValueError(f"backbone={name} encodes {module_kind} data, but this method trains on "
+                         f"{facts['kind']} data; {facts['kind']} backbones: "
+                         f"{', '.join(backbones.names(facts['kind']))}")
+    size = facts.get("image_size")
+    if patch is not None and size is not None and size % patch:
+        raise ValueError(f"backbone={name} cuts images into {patch}x{patch} patches, but the data's "
+                         f"images are {size} px, not a multiple of patch_size={patch}; build the ViT "
+                         f"with a patch_size that divides {size} (or pass the name 'vit_tiny' with data=)")
+
+
 def default_backbone(data: Any = None, backbone: nn.Module | str | None = None, *,
-                     kind: str | None = None) -> nn.Module:
+                     kind: str | None = None, options: dict[str, Any] | None = None) -> nn.Module:
     """Resolve the ``backbone`` argument of every method factory.
 
     Args:
@@ -163,6 +184,11 @@ def default_backbone(data: Any = None, backbone: nn.Module | str | None = None, 
             ``forward_features(x) -> (B, D)`` and an int ``embed_dim`` (used as is).
         kind: the data kind the method needs ("image", "text", "signal", "clip"); checked against
             ``data`` and used to pick the default when ``data`` is None.
+        options: extra keyword arguments for a backbone built by name (e.g. MAE's
+            ``{"positions": "sincos"}``); recorded with it, so checkpoints rebuild the same network.
+
+    A backbone for another kind of data (a text backbone for an image method) or a ViT whose patch
+    size does not divide the data's images is a ValueError here, before any training.
     """
     if kind is not None:
         checks.choice("kind", kind, ("image", "text", "signal", "clip"))
@@ -174,8 +200,11 @@ def default_backbone(data: Any = None, backbone: nn.Module | str | None = None, 
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"backbone={type(backbone).__name__} needs an int attribute embed_dim >= 1 "
                              f"(the feature size D); got {dim!r}")
-        if data is not None:
-            _data_facts(data, kind)   # still check the data kind
+        if data is None and kind is None:
+            return backbone
+        facts = _data_facts(data, kind)   # still check the data kind
+        _check_backbone_fits(type(backbone).__name__, getattr(backbone, "input_kind", None),
+                             getattr(backbone, "patch_size", None), facts)
         return backbone
     from sslkit import backbones
     facts = _data_facts(data, kind)
@@ -188,10 +217,11 @@ def default_backbone(data: Any = None, backbone: nn.Module | str | None = None, 
         raise ValueError(f"backbone={backbone!r} must be None, a name ({', '.join(backbones.names())}) "
                          f"or an nn.Module with forward_features and embed_dim")
     checks.choice("backbone", backbone, backbones.names())
+    _check_backbone_fits(repr(backbone), backbones.input_kind(backbone), None, facts)
     if facts["kind"] == "text" and facts.get("vocab_size") is None:
         raise ValueError(f"backbone={backbone!r} for text needs data=<a text Dataset> (for its vocabulary); "
                          f"got data={data!r}")
-    kwargs = _backbone_kwargs(facts)
+    kwargs = {**_backbone_kwargs(facts), **(options or {})}
     module = backbones.create(backbone, **kwargs)
     # Record how it was built: Method.__init__ copies the name to ``method.backbone_name``, which
     # checkpoints store, so ``load_method`` rebuilds it (the kwargs follow from the same data).

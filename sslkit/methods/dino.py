@@ -27,6 +27,11 @@ collapses to uniform outputs within ~20 steps - teacher entropy -> log K, featur
   mean teacher output, which pulls the whole network to a constant); larger images get multi-crop.
 * K = 512 prototypes instead of 65536 (see ``out_dim``).
 Not included: gradient clipping (the engine owns the optimiser; not needed at these sizes).
+
+Any image size: crop sides are whole patches of a ViT backbone (``crop_sizes``: global = the image,
+local = 96/224 of it, as the paper's 224/96 px, rounded to a multiple of the patch size), and the
+head's logits - divided by temperatures down to 0.04 - are computed in float32 even under bf16
+autocast (``heads.DINOHead``).
 """
 from __future__ import annotations
 
@@ -65,8 +70,9 @@ class DINOConfig:
     # views only.
     views: Views = "auto"
     # Local crops with "multicrop". Paper: 10 for ViTs (6 for ResNet-50); 4 keep a CPU step cheap.
-    # None = 4 with multi-crop, 0 otherwise. Sizes None = sslkit.pretext.multicrop's defaults
-    # (global = image size, local about 3/7 of it).
+    # None = 4 with multi-crop, 0 otherwise. Sizes None = global: the image size, local: 96/224 of
+    # it (the paper's 224 / 96 px), each rounded to a multiple of a ViT's patch size; given sizes
+    # must be multiples of it.
     n_local: int | None = None
     global_size: int | None = None
     local_size: int | None = None
@@ -131,6 +137,14 @@ class DINO(Method):
         self.teacher_backbone = frozen_copy(backbone)
         self.teacher_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(1, c.out_dim))   # (1, K) EMA of teacher outputs
+        # Crops must be whole patches for a ViT (1 for ConvNets: any size).
+        self.patch_size = int(getattr(backbone, "patch_size", 1))
+        for name in ("global_size", "local_size"):
+            size = getattr(c, name)
+            if size is not None and size % self.patch_size:
+                p = self.patch_size
+                raise ValueError(f"{name}={size} is not a multiple of the backbone's patch_size={p}; "
+                                 f"use {max(p, size // p * p)} or {(size // p + 1) * p}")
         self.tau = c.base_momentum                 # last teacher momentum used (logged)
         self.teacher_temp = c.warmup_teacher_temp if c.teacher_temp_warmup > 0 else c.teacher_temp
         self.steps_done = 0                        # for freeze_last_layer (set by on_step_end)
@@ -142,6 +156,13 @@ class DINO(Method):
 
     def _maybe_freeze(self, grad: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(grad) if self.steps_done < self.config.freeze_last_layer else grad
+
+    def crop_sizes(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(global, local) crop sizes (h, w) for images of ``height`` x ``width``: the configured
+        sizes, or the image and 96/224 of it rounded to whole patches (at least one patch, 2 px)."""
+        c = self.config
+        glob, local = pretext.crop_sizes(height, width, self.patch_size)
+        return ((c.global_size,) * 2 if c.global_size else glob), ((c.local_size,) * 2 if c.local_size else local)
 
     def _views(self, image_size: int) -> Views:
         """``config.views`` with "auto" resolved: multi-crop when local crops are asked for
@@ -161,8 +182,9 @@ class DINO(Method):
         n_local = 4 if c.n_local is None else c.n_local
         if views == "multicrop" and size is None:
             return f"multicrop: 2 global + {n_local} local crops, sized from the images"
-        if views == "multicrop":   # NB: the same sizes as crops() passes to multicrop
-            return pretext.multicrop_recipes(size, 2, n_local, c.global_size, c.local_size)
+        if views == "multicrop":   # the same sizes as crops() passes to multicrop
+            glob, local = self.crop_sizes(size, size)
+            return pretext.multicrop_recipes(size, 2, n_local, glob, local)
         return view_recipe_of(views, size, paper="simclr")
 
     def crops(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -171,8 +193,8 @@ class DINO(Method):
         views = self._views(min(x.shape[-2:]))
         if views == "multicrop":
             n_local = 4 if c.n_local is None else c.n_local
-            return pretext.multicrop(x, n_global=2, n_local=n_local, global_size=c.global_size,
-                                     local_size=c.local_size)
+            glob, local = self.crop_sizes(*x.shape[-2:])
+            return pretext.multicrop(x, n_global=2, n_local=n_local, global_size=glob, local_size=local)
         return list(two_views(x, views))
 
     def _forward(self, backbone: nn.Module, head: nn.Module, crops: list[torch.Tensor]) -> torch.Tensor:

@@ -66,7 +66,14 @@ class Jigsaw(Method):
         perms = pretext.check_permutations(pretext.jigsaw_permutations(k, self.grid), self.grid)
         self.register_buffer("permutations", perms)                        # (K, G), checked once here
         cell = image_size // self.grid
-        self.tile_size = cell - cell // 8 if config.jitter else cell
+        tile = cell - cell // 8 if config.jitter else cell
+        # A ViT encodes whole patches only: round the tile down to a multiple of its patch size.
+        patch = int(getattr(backbone, "patch_size", 1))
+        if tile < patch:
+            raise ValueError(f"jigsaw with grid={self.grid} on {image_size} px images cuts {tile} px tiles, "
+                             f"smaller than the backbone's patch_size={patch}; use a smaller grid, larger "
+                             f"images or a backbone without patches")
+        self.tile_size = tile // patch * patch
         g = self.grid * self.grid
         self.head = heads.mlp([g * backbone.embed_dim, config.head_hidden, k])
 

@@ -8,6 +8,11 @@ https://arxiv.org/abs/2111.06377.
 
 The encoder only ever sees the visible 25% (cheap); the decoder is thrown away after training and
 evaluation uses the encoder's CLS features.
+
+As the paper: fixed 2-D sin-cos position embeddings in the encoder (a ``vit_tiny`` built by name
+gets ``positions="sincos"``; a ViT module passed in keeps its own) and in the decoder, AdamW with
+betas (0.9, 0.95) (``adam_betas``, read by the engine), and one ``losses.norm_pix`` used by both
+the loss and ``reconstruct``.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import torch
 from torch import nn
 
 from sslkit import checks, losses, pretext
-from sslkit.backbones.vit import Block, init_weights
+from sslkit.backbones.vit import Block, init_weights, sincos_2d
 from sslkit.methods.base import Method, default_backbone, make_config
 from sslkit.methods.registry import register
 
@@ -29,6 +34,7 @@ class MAEConfig:
     mask_ratio: float = 0.75
     # Decoder width / depth / heads. Paper default: 512 wide, 8 blocks; a 192-wide encoder on 64
     # patches needs far less: 128 wide, 2 blocks keeps the decoder a small part of the compute.
+    # The width must be a multiple of 4 (2-D sin-cos positions) and of decoder_heads.
     decoder_dim: int = 128
     decoder_depth: int = 2
     decoder_heads: int = 4
@@ -38,7 +44,10 @@ class MAEConfig:
 
     def __post_init__(self) -> None:
         checks.number("mask_ratio", self.mask_ratio, min=0.0, max=1.0, max_open=True)
-        checks.integer("decoder_dim", self.decoder_dim, min=1)
+        checks.integer("decoder_dim", self.decoder_dim, min=4)
+        if self.decoder_dim % 4:
+            raise ValueError(f"decoder_dim={self.decoder_dim} must be a multiple of 4 (the decoder's "
+                             f"2-D sin-cos position embeddings)")
         checks.integer("decoder_depth", self.decoder_depth, min=1)
         checks.integer("decoder_heads", self.decoder_heads, min=1)
         if self.decoder_dim % self.decoder_heads:
@@ -50,25 +59,31 @@ class MAE(Method):
     name = "mae"
     kinds = ("image",)
     default_lr = 5e-4  # AdamW; paper: 1.5e-4 x B/256 with 40 warm-up epochs on ImageNet
+    adam_betas = (0.9, 0.95)  # paper (appendix A.1): AdamW beta2 = 0.95
 
     def __init__(self, backbone: nn.Module, config: MAEConfig) -> None:
         for attr in ("forward_tokens", "patch_size", "num_patches", "image_size", "in_channels"):
             if not hasattr(backbone, attr):
                 raise ValueError(f"mae needs a ViT backbone (e.g. 'vit_tiny') with {attr}; "
                                  f"got {type(backbone).__name__}")
+        n = backbone.num_patches
+        if round(config.mask_ratio * n) >= n:
+            raise ValueError(f"mask_ratio={config.mask_ratio} removes all {n} patches of this ViT "
+                             f"({backbone.image_size} px images, patch_size={backbone.patch_size}); "
+                             f"use a lower ratio or smaller patches")
         super().__init__(backbone)
         self.config = config
-        p, c, n = backbone.patch_size, backbone.in_channels, backbone.num_patches
+        p, c, grid = backbone.patch_size, backbone.in_channels, backbone.image_size // backbone.patch_size
         dd = config.decoder_dim
         self.decoder_embed = nn.Linear(backbone.embed_dim, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
-        # Learned decoder positions (the paper uses fixed 2-D sin-cos ones; learned ones need no extra code).
-        self.decoder_pos = nn.Parameter(torch.zeros(1, 1 + n, dd))
+        # Fixed 2-D sin-cos decoder positions (a buffer: never trained), position 0 for the CLS token.
+        pos = torch.cat([torch.zeros(1, dd), sincos_2d(dd, grid, grid)])
+        self.register_buffer("decoder_pos", pos[None])                     # (1, 1+N, d)
         self.decoder = nn.ModuleList(Block(dd, config.decoder_heads) for _ in range(config.decoder_depth))
         self.decoder_norm = nn.LayerNorm(dd)
         self.decoder_pred = nn.Linear(dd, p * p * c)                       # pixels of one patch
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        nn.init.trunc_normal_(self.decoder_pos, std=0.02)
         for m in (self.decoder_embed, self.decoder, self.decoder_norm, self.decoder_pred):
             m.apply(init_weights)
 
@@ -120,8 +135,9 @@ class MAE(Method):
         x = self._check(x, "x")
         ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
         pred, target, mask = self._forward(x, ratio, generator)
-        if self.config.norm_pix:
-            pred = pred * (target.var(-1, keepdim=True) + 1e-6).sqrt() + target.mean(-1, keepdim=True)
+        if self.config.norm_pix:   # the prediction is in normalised units: undo the same norm_pix
+            _, mean, std = losses.norm_pix(target)
+            pred = pred * std + mean
         p, c, size = self.backbone.patch_size, x.shape[1], x.shape[-1]
         rec = pretext.unpatchify(pred, p, c, size).clamp(0, 1)             # (B, C, H, W)
         pix = pretext.unpatchify(mask[..., None].expand(-1, -1, p * p).float(), p, 1, size) > 0.5
@@ -130,6 +146,14 @@ class MAE(Method):
 
 @register("mae", "MAE: reconstruct the pixels of 75% hidden patches with a ViT encoder-decoder")
 def mae(data: Any = None, backbone: Any = None, **config: Any) -> MAE:
-    """Masked autoencoder (He et al. 2022). ``config``: see :class:`MAEConfig`. Default backbone: vit_tiny."""
+    """Masked autoencoder (He et al. 2022). ``config``: see :class:`MAEConfig`.
+
+    Default backbone: ``vit_tiny`` with fixed sin-cos positions (also when asked for by name).
+    """
     cfg = make_config(MAEConfig, config)
-    return MAE(default_backbone(data, "vit_tiny" if backbone is None else backbone, kind="image"), cfg)
+    backbone = "vit_tiny" if backbone is None else backbone
+    if isinstance(backbone, str) and backbone != "vit_tiny":
+        raise ValueError(f"mae needs a ViT backbone (it encodes only the visible patches); got "
+                         f"backbone={backbone!r}, allowed: 'vit_tiny' or a ViT module")
+    options = {"positions": "sincos"} if backbone == "vit_tiny" else None
+    return MAE(default_backbone(data, backbone, kind="image", options=options), cfg)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,8 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 # Method modules, imported on first use of the registry (each registers itself).
 _MODULES = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "mae",
-            "autoencoder", "rotation", "jigsaw", "mlm", "cpc", "next_frame", "wav2vec")
+            "autoencoder", "rotation", "jigsaw", "mlm", "cpc", "next_frame", "swav", "gpt", "word2vec",
+            "wav2vec")
 _loaded = False
 
 
@@ -44,6 +46,16 @@ def describe() -> dict[str, str]:
     return dict(_DESCRIPTIONS)
 
 
+def kinds(name: str) -> tuple[str, ...]:
+    """The data kinds method ``name`` trains on (its class's ``kinds``), e.g. ``("image",)``."""
+    checks.choice("name", name, names())
+    try:
+        method_cls = typing.get_type_hints(_REGISTRY[name]).get("return")   # the factory's "-> SimCLR"
+    except (NameError, TypeError):                                           # unresolvable annotations
+        method_cls = None
+    return tuple(getattr(method_cls, "kinds", ("image", "text", "signal", "clip")))
+
+
 def create(name: str, data: Any = None, backbone: Any = None, **config: Any) -> Any:
     """Build method ``name``.
 
@@ -54,21 +66,26 @@ def create(name: str, data: Any = None, backbone: Any = None, **config: Any) -> 
             ``nn.Module`` with ``forward_features`` and ``embed_dim``.
         **config: method hyper-parameters (see each method's config dataclass).
 
-    Raises ValueError when ``data`` is of a kind the method does not train on (``method.kinds``).
-    With spectrogram data (``load("spoken_digits", representation="log_mel")``), ``views="auto"``
-    becomes ``"spectrogram"``.
+    A combination that cannot train fails here with a ValueError naming it: data of a kind the
+    method does not train on, a backbone for another kind of data, a ViT patch size that does not
+    divide the images (and each method's own checks, e.g. MAE needs a ViT).
     """
+    from sslkit import backbones
     checks.choice("name", name, names())
-    method = _REGISTRY[name](data=data, backbone=backbone, **config)
-    kind = getattr(data, "kind", None)
-    kinds = tuple(getattr(method, "kinds", ()))
-    if kind is not None and kinds and kind not in kinds:
-        raise ValueError(f"method {name!r} trains on {' or '.join(kinds)} data, but data={data.name!r} "
-                         f"holds {kind} data; choose a method for {kind} data or another dataset")
-    # Views that suit the data: image recipes (colour, crops, flips) are wrong for spectrograms, so
-    # views="auto" becomes "spectrogram" (sslkit.pretext.audio). Set in the config, so a checkpoint
-    # records it and load_method rebuilds the same method.
-    cfg = getattr(method, "config", None)
-    if kind == "spectrogram" and getattr(cfg, "views", None) == "auto":
-        cfg.views = "spectrogram"
-    return method
+    allowed = kinds(name)
+    data_kind = getattr(data, "kind", None)
+    if isinstance(data_kind, str) and data_kind not in allowed:
+        fits = [m for m in names() if data_kind in kinds(m)]
+        raise ValueError(f"{name} trains on {' or '.join(allowed)} data, but data="
+                         f"{getattr(data, 'name', '?')!r} holds {data_kind} data; methods for "
+                         f"{data_kind} data: {', '.join(fits)}")
+    if isinstance(backbone, str) and backbone in backbones.names():
+        backbone_kind = backbones.input_kind(backbone)
+    else:                                       # a module says what it encodes (if it does)
+        backbone_kind = getattr(backbone, "input_kind", None)
+    if isinstance(backbone_kind, str) and backbone_kind not in allowed:
+        shown = repr(backbone) if isinstance(backbone, str) else type(backbone).__name__
+        fits = [b for k in allowed for b in backbones.names(k)]
+        raise ValueError(f"backbone={shown} encodes {backbone_kind} data; {name} trains on "
+                         f"{' or '.join(allowed)} data: use one of {', '.join(fits)}")
+    return _REGISTRY[name](data=data, backbone=backbone, **config)

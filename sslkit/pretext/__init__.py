@@ -10,7 +10,8 @@ takes ``generator: torch.Generator | None`` (on that device) for reproducibility
 """
 from sslkit.pretext.masking import (Masking, block_masking, mask_frames, mask_time_steps, mask_tokens,
                                     patchify, random_masking, unpatchify)
-from sslkit.pretext.recipes import (ViewRecipe, auto_views, byol_views, cifar_views, multicrop, multicrop_recipes,
+from sslkit.pretext.recipes import (ViewRecipe, auto_views, byol_views, cifar_views, crop_sizes, multicrop,
+                                    multicrop_recipes,
                                     recipe_pair, simclr_views, weak_views)
 from sslkit.pretext.tasks import (check_permutations, colorization, gaussian_corrupt, inpaint_holes, jigsaw,
                                   jigsaw_permutations, next_step, rotate, rotate_by, salt_and_pepper)
@@ -23,7 +24,7 @@ __all__ = [
     "solarize", "gaussian_noise", "cutout",
     # recipes
     "ViewRecipe", "simclr_views", "cifar_views", "byol_views", "weak_views", "multicrop", "multicrop_recipes",
-    "auto_views", "recipe_pair",
+    "crop_sizes", "auto_views", "recipe_pair",
     # masking
     "patchify", "unpatchify", "Masking", "random_masking", "block_masking", "mask_tokens",
     "mask_time_steps", "mask_frames",

@@ -214,18 +214,32 @@ def weak_views(x: torch.Tensor, size: int | tuple[int, int] | None = None,
     return _two(WEAK, WEAK, x, size, generator, overrides)
 
 
+def crop_sizes(height: int, width: int, patch_size: int = 1
+               ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Default multi-crop sizes (global, local) as (h, w) for images of ``height`` x ``width``:
+    global = the image, local = 96/224 of it (DINO's 224 px / 96 px), both rounded to whole
+    ``patch_size`` patches so a ViT can read them (global down, local to the nearest; at least one
+    patch and 2 px)."""
+    p = checks.integer("patch_size", patch_size, min=1)
+
+    def whole(n: float) -> int:                            # nearest multiple of p, >= max(p, 2)
+        return max(p, 2, round(n / p) * p)
+    return (height // p * p, width // p * p), (whole(height * 96 / 224), whole(width * 96 / 224))
+
+
 def multicrop_recipes(image_size: int | tuple[int, int], n_global: int = 2, n_local: int = 4,
                       global_size: int | tuple[int, int] | None = None,
                       local_size: int | tuple[int, int] | None = None,
                       global_scale: tuple[float, float] = (0.4, 1.0),
-                      local_scale: tuple[float, float] = (0.05, 0.4)) -> list[ViewRecipe]:
+                      local_scale: tuple[float, float] = (0.05, 0.4),
+                      patch_size: int = 1) -> list[ViewRecipe]:
     """The :class:`ViewRecipe` of each crop :func:`multicrop` makes from images of ``image_size``."""
     H, W = _inputs.size_pair("image_size", image_size)
     checks.integer("n_global", n_global, min=1)
     checks.integer("n_local", n_local, min=0)
-    gsize = (H, W) if global_size is None else _inputs.size_pair("global_size", global_size)
-    lsize = ((max(2, round(H * 96 / 224)), max(2, round(W * 96 / 224))) if local_size is None
-             else _inputs.size_pair("local_size", local_size))
+    default_global, default_local = crop_sizes(H, W, patch_size)
+    gsize = default_global if global_size is None else _inputs.size_pair("global_size", global_size)
+    lsize = default_local if local_size is None else _inputs.size_pair("local_size", local_size)
     g1 = BYOL_1.replace(size=gsize, scale=tuple(global_scale))
     g2 = BYOL_2.replace(size=gsize, scale=tuple(global_scale))
     local = BYOL_1.replace(size=lsize, scale=tuple(local_scale), blur_p=0.5)
@@ -235,20 +249,20 @@ def multicrop_recipes(image_size: int | tuple[int, int], n_global: int = 2, n_lo
 def multicrop(x: torch.Tensor, n_global: int = 2, n_local: int = 4,
               global_size: int | tuple[int, int] | None = None,
               local_size: int | tuple[int, int] | None = None, generator: torch.Generator | None = None,
-              global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4)
-              ) -> list[torch.Tensor]:
+              global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4),
+              patch_size: int = 1) -> list[torch.Tensor]:
     """Multi-crop (SwAV, Caron et al. 2020; DINO, Caron et al. 2021): global views then local views.
 
     Scales are DINO's defaults: global crops cover 40-100% of the image (enough context to name
     it), local crops 5-40% (a part: "local-to-global" correspondence is the training signal).
     Sizes default to the input size and 96/224 of it for local crops (DINO's 224 px / 96 px), at
-    least 2 px. Global views alternate BYOL's asymmetric blur/solarize (view 1: blur 1.0; view 2:
+    least 2 px, in whole ``patch_size`` patches (:func:`crop_sizes`). Global views alternate BYOL's asymmetric blur/solarize (view 1: blur 1.0; view 2:
     blur 0.1, solarize 0.2); local views are blurred half the time, as in DINO.
     :func:`multicrop_recipes` gives the recipes themselves.
     """
     _inputs.image_batch("x", x)
     recipes = multicrop_recipes(tuple(x.shape[2:]), n_global, n_local, global_size, local_size,
-                                global_scale, local_scale)
+                                global_scale, local_scale, patch_size)
     return [r(x, generator) for r in recipes]
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from sslkit.widgets.render import display_width
+
 
 class Explorer(widgets.VBox):
     """Controls + one view, re-rendered by ``render()`` whenever a control changes."""
@@ -41,15 +43,23 @@ class Explorer(widgets.VBox):
 
     def update(self) -> None:
         """Re-render the view from the current control values."""
-        self.view.value = self._render()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        out = self._render()
         if isinstance(self.view, widgets.Image):
-            bundle["image/png"] = base64.b64encode(self.view.value).decode("ascii")
+            # shown at its size in page pixels (half its pixels: sharp on HiDPI screens); without a
+            # width the page would stretch the image across the whole output area, blurring it
+            self.view.width = str(display_width(out))
+        self.view.value = out
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        metadata: dict[str, Any] = {}
+        if isinstance(self.view, widgets.Image):
+            png = bytes(self.view.value)
+            bundle["image/png"] = base64.b64encode(png).decode("ascii")
+            metadata["image/png"] = {"width": display_width(png)}
         else:
             bundle["text/html"] = self.view.value
-        return bundle
+        return bundle, metadata
 
 
 def slider(description: str, value: float, lo: float, hi: float, step: float) -> widgets.FloatSlider:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from sslkit import checks
 from sslkit.widgets.base import Explorer, seed_box, slider
-from sslkit.widgets.render import figure, to_png
+from sslkit.widgets.render import TEXT, TITLE, figure, to_png
 
 
 def toy_pairs(n: int = 6, dim: int = 8, noise: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,12 +39,12 @@ def similarity_panels(z1: torch.Tensor, z2: torch.Tensor, temperature: float) ->
         im = ax.imshow(mat.numpy(), cmap="viridis", vmin=0 if k else None, vmax=1 if k else None)
         ax.scatter(pos.numpy(), torch.arange(2 * n).numpy(), marker="s", s=40, facecolors="none",
                    edgecolors="red", linewidths=1.2)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=TITLE)
         ax.set_xticks([])
         ax.set_yticks([])
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=TEXT)
     fig.text(0.5, 0.0, f"mean p(positive) = {probs[torch.arange(2 * n), pos].mean():.2f}; "
-             "red boxes: each row's positive", ha="center", fontsize=8)
+             "red boxes: each row's positive", ha="center", fontsize=TEXT)
     return to_png(fig)
 
 

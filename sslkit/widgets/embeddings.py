@@ -6,13 +6,16 @@ from collections.abc import Sequence
 
 import ipywidgets as widgets
 import matplotlib
+import matplotlib.colors
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from sslkit import checks
 from sslkit.widgets.base import Explorer
-from sslkit.widgets.render import as_hwc, as_images, figure, image_grid, to_png
+from sslkit.widgets.render import (TEXT, TITLE, as_images, draw_image, figure, image_grid, pixel_factor, to_png,
+                                   upscale)
 
 
 def project_2d(feats: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -35,25 +38,61 @@ def project_2d(feats: torch.Tensor, method: str = "pca", seed: int = 0) -> np.nd
 
 def embedding_scatter(points: np.ndarray | torch.Tensor, colour: torch.Tensor | np.ndarray,
                       names: Sequence[str] | None = None, title: str = "", size: float = 3.2) -> bytes:
-    """PNG scatter of (N, 2) points coloured by an integer label/factor (legend from ``names``)."""
+    """PNG of :func:`scatter_figure`: (N, 2) points coloured by a label, a factor or their own RGB."""
+    return to_png(scatter_figure(points, colour, names, title, size))
+
+
+def scatter_figure(points: np.ndarray | torch.Tensor, colour: torch.Tensor | np.ndarray,
+                   names: Sequence[str] | None = None, title: str = "", size: float = 3.2) -> Figure:
+    """Scatter of (N, 2) points, coloured so that what is drawn is what the legend says.
+
+    ``colour`` is either (N,) integer categories (a label or a factor; legend from ``names``) or
+    (N, 3) RGB in [0, 1], each point drawn in its own colour. Categories whose names are all colours
+    ("red", "white", ...: the ``colour`` factor of ``shapes``) are drawn in those very colours, with
+    a thin dark edge on a light grey background so white and yellow show; other categories take a qualitative palette (tab10,
+    tab20) and more than 20 the viridis scale with a colour bar. Each legend entry is drawn from
+    its own points' style.
+    """
     pts = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
     c = colour.detach().cpu().numpy() if isinstance(colour, torch.Tensor) else np.asarray(colour)
-    if pts.ndim != 2 or pts.shape[1] != 2 or len(c) != len(pts):
-        raise ValueError(f"points must be (N, 2) and colour (N,); got {pts.shape} and {c.shape}")
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(c) != len(pts) or c.ndim not in (1, 2):
+        raise ValueError(f"points must be (N, 2) and colour (N,) or (N, 3); got {pts.shape} and {c.shape}")
     fig = figure(size, size)
     ax = fig.add_subplot(1, 1, 1)
-    values = np.unique(c)
-    cmap = matplotlib.colormaps["tab10" if len(values) <= 10 else "tab20"]
-    for k, v in enumerate(values):
-        sel = c == v
-        label = names[int(v)] if names is not None and 0 <= int(v) < len(names) else str(v)
-        ax.scatter(pts[sel, 0], pts[sel, 1], s=6, color=cmap(k % cmap.N), label=label, alpha=0.8)
-    if len(values) <= 12:
-        ax.legend(fontsize=6, markerscale=2, loc="best", frameon=False)
+    dot = dict(s=12, linewidths=0)  # 12 pt^2: a ~5 px dot on the page
+    if c.ndim == 2:                 # (N, 3): every point in its own colour
+        if c.shape[1] != 3 or not np.all((c >= 0) & (c <= 1)):
+            raise ValueError(f"colour (N, 3) must hold RGB values in [0, 1]; got shape {c.shape}, "
+                             f"range [{c.min():.3g}, {c.max():.3g}]")
+        ax.set_facecolor("0.85")
+        ax.scatter(pts[:, 0], pts[:, 1], c=c, **{**dot, "edgecolors": "0.3", "linewidths": 0.3})
+    else:
+        values = np.unique(c)
+        labels = [names[int(v)] if names is not None and 0 <= int(v) < len(names) else str(v) for v in values]
+        if all(matplotlib.colors.is_color_like(label) for label in labels):
+            colours = [matplotlib.colors.to_rgb(label) for label in labels]  # "red" is drawn red
+            ax.set_facecolor("0.85")
+            dot.update(edgecolors="0.3", linewidths=0.3)  # white and yellow dots stay visible
+        elif len(values) <= 20:
+            cmap = matplotlib.colormaps["tab10" if len(values) <= 10 else "tab20"]
+            colours = [cmap(k) for k in range(len(values))]
+        else:                           # too many categories for distinct hues: an ordered scale
+            colours = None
+        if colours is None:
+            sc = ax.scatter(pts[:, 0], pts[:, 1], c=np.searchsorted(values, c), cmap="viridis", **dot)
+            bar = fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.03)
+            ticks = np.linspace(0, len(values) - 1, min(5, len(values))).round().astype(int)
+            bar.set_ticks(ticks, labels=[labels[t] for t in ticks], fontsize=TEXT)
+        else:
+            for v, label, rgb in zip(values, labels, colours):
+                sel = c == v
+                ax.scatter(pts[sel, 0], pts[sel, 1], color=rgb, label=label, **dot)
+            ax.legend(fontsize=TEXT, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                      frameon=False, handletextpad=0.2, labelspacing=0.3)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
-    return to_png(fig)
+    ax.set_title(title, fontsize=TITLE)
+    return fig
 
 
 def embedding_explorer(feats: torch.Tensor, colour_by: dict[str, torch.Tensor],
@@ -144,16 +183,14 @@ def attention_explorer(images: object, attn: torch.Tensor, index: int = 0) -> Ex
     def render() -> bytes:
         i, head = controls["index"].value, controls["head"].value
         m = maps[i].mean(0) if head == "mean" else maps[i, int(head)]
-        fig = figure(4.4, 2.2)
+        head_text = "mean of heads" if head == "mean" else f"head {head}"
+        fig = figure(4.4, 2.3)
         for k, show_map in enumerate((False, True)):
             ax = fig.add_subplot(1, 2, k + 1)
-            img = as_hwc(x[i].cpu())
-            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, extent=(0, 1, 1, 0), vmin=0, vmax=1)
-            if show_map:
-                ax.imshow(m.numpy(), cmap="inferno", alpha=0.6, extent=(0, 1, 1, 0), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title("image" if not show_map else f"CLS attention (head {head})", fontsize=8)
+            draw_image(ax, x[i].cpu(), "image" if not show_map else f"CLS attention ({head_text})")
+            if show_map:  # the patch grid enlarged to the image's drawn pixels: one block per patch
+                ax.imshow(upscale(m, pixel_factor(ax, *m.shape)).numpy(), cmap="inferno", alpha=0.6,
+                          extent=ax.images[0].get_extent(), interpolation="nearest")
         return to_png(fig)
 
     return Explorer(controls, render, title="ViT attention maps")

@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 from sslkit import checks
 from sslkit.widgets.base import Explorer
-from sslkit.widgets.render import as_hwc, as_images, figure, to_png
+
+NEIGHBOURS_PER_ROW = 5  # the kNN explorer wraps its neighbours: a compact figure, readable at page size
+from sslkit.widgets.render import TEXT, TITLE, as_images, draw_image, figure, to_png
 
 
 def knn_votes(train_feats: torch.Tensor, train_labels: torch.Tensor, query: torch.Tensor, num_classes: int,
@@ -84,39 +86,32 @@ def knn_vote_explorer(train_images: object, train_feats: torch.Tensor, test_imag
         i, kk, t = controls["index"].value, controls["k"].value, controls["temperature"].value
         idx, sim, votes = knn_votes(feats_cpu, tr_y, test_cpu[i], num_classes, kk, t)
         shown = min(kk, max_shown)
-        fig = figure(1.0 * (shown + 1) + 2.6, 1.6)
-        grid = fig.add_gridspec(1, shown + 4)
-        ax = fig.add_subplot(grid[0, 0])
-        _show(ax, xte[i], f"query\n(true: {classes[int(te_y[i])]})", "black")
+        cols = min(shown, NEIGHBOURS_PER_ROW)                 # neighbours wrap onto rows of 5
+        rows = -(-shown // cols)
+        fig = figure(0.85 * (cols + 1) + 2.4, 1.25 * rows)   # 0.85 in = 82 page px per image
+        grid = fig.add_gridspec(rows, cols + 4, wspace=0.15, hspace=0.55)
+        draw_image(fig.add_subplot(grid[0, 0]), xte[i], f"query\n(true: {classes[int(te_y[i])]})", fontsize=TEXT)
         for j in range(shown):
-            ax = fig.add_subplot(grid[0, j + 1])
             n = int(idx[j])
-            ok = int(tr_y[n]) == int(te_y[i])
-            _show(ax, xtr[n], f"{classes[int(tr_y[n])]}\n{float(sim[j]):.2f}", "tab:green" if ok else "tab:red")
-        ax = fig.add_subplot(grid[0, shown + 1:])
+            colour = "tab:green" if int(tr_y[n]) == int(te_y[i]) else "tab:red"
+            ax = fig.add_subplot(grid[j // cols, 1 + j % cols])
+            draw_image(ax, xtr[n], f"{classes[int(tr_y[n])]}\n{float(sim[j]):.2f}", colour, fontsize=TEXT)
+            for spine in ax.spines.values():
+                spine.set_color(colour)
+                spine.set_linewidth(2)
+        ax = fig.add_subplot(grid[:, cols + 2:])
         share = (votes / votes.sum()).numpy()
         colours = ["tab:green" if c == int(te_y[i]) else "tab:grey" for c in range(num_classes)]
         ax.barh(np.arange(num_classes), share, color=colours)
-        ax.set_yticks(np.arange(num_classes), classes, fontsize=6)
+        ax.set_yticks(np.arange(num_classes), classes, fontsize=TEXT)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.tick_params(axis="x", labelsize=6)
+        ax.tick_params(axis="x", labelsize=TEXT)
         pred = int(votes.argmax())
-        ax.set_title(f"vote share -> {classes[pred]} {'✓' if pred == int(te_y[i]) else '✗'}", fontsize=8)
+        ax.set_title(f"vote share -> {classes[pred]} {'✓' if pred == int(te_y[i]) else '✗'}", fontsize=TITLE)
         return to_png(fig)
 
     return Explorer(controls, render, title="kNN: the nearest training images vote (green = same class)")
-
-
-def _show(ax: object, img: torch.Tensor, title: str, colour: str) -> None:
-    hwc = as_hwc(img)
-    ax.imshow(hwc, cmap="gray" if hwc.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_color(colour)
-        spine.set_linewidth(2)
-    ax.set_title(title, fontsize=7, color=colour)
 
 
 def frame_prediction_explorer(predict_next: Callable[[torch.Tensor], torch.Tensor], clips: torch.Tensor,
@@ -148,17 +143,12 @@ def frame_prediction_explorer(predict_next: Callable[[torch.Tensor], torch.Tenso
         shown = list(range(max(0, c - 4), c))                      # the last (up to) 4 context frames
         panels = [(clip[0, s].cpu(), f"t={s}") for s in shown]
         panels += [(truth, f"truth t={c}"), (pred, "prediction"), ((pred - truth).abs(), "|error|")]
-        fig = figure(1.05 * len(panels), 1.3)
+        fig = figure(1.0 * len(panels), 1.3)
         for j, (img, title) in enumerate(panels):
-            ax = fig.add_subplot(1, len(panels), j + 1)
-            hwc = as_hwc(img)
-            ax.imshow(hwc, cmap="gray" if hwc.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(title, fontsize=7)
+            draw_image(fig.add_subplot(1, len(panels), j + 1), img, title, fontsize=TEXT)
         mse = float((pred - truth).pow(2).mean())
         copy = float((clip[0, c - 1].cpu() - truth).pow(2).mean())
-        fig.suptitle(f"MSE prediction {mse:.4f} vs copy-last-frame {copy:.4f}", fontsize=8, y=1.08)
+        fig.suptitle(f"MSE prediction {mse:.4f} vs copy-last-frame {copy:.4f}", fontsize=TITLE, y=1.08)
         return to_png(fig)
 
     return Explorer(controls, render, title="Next-frame prediction vs truth")

@@ -8,7 +8,7 @@ import torch
 
 from sslkit import checks
 from sslkit.widgets.base import Explorer, regenerate_button, seed_box, slider
-from sslkit.widgets.render import as_images, figure, overlay_patches, to_png
+from sslkit.widgets.render import TITLE, as_images, draw_image, figure, overlay_patches, to_png
 
 
 def patch_mask(x: torch.Tensor, patch_size: int, mask_ratio: float, mode: str,
@@ -48,15 +48,13 @@ def masking_explorer(images: object, patch_size: int | None = None, mask_ratio: 
         g = torch.Generator(device=x.device).manual_seed(int(seed_w.value))
         ratio, mode_v = controls["mask_ratio"].value, controls["mode"].value
         mask = patch_mask(x, p, ratio, mode_v, g)  # (n, N)
-        fig = figure(1.1 * len(x), 2.4)
+        # 1.1 in (106 page px) per image row, as wide as the images' aspect asks, and wide enough
+        # for the title with 1-2 images
+        fig = figure(max(2.6, 1.1 * len(x) * W / H), 2.5)
         for i in range(len(x)):
             for row, img in enumerate((x[i], overlay_patches(x[i], mask[i], p))):
-                ax = fig.add_subplot(2, len(x), row * len(x) + i + 1)
-                ax.imshow(img.permute(1, 2, 0).squeeze(-1).cpu().numpy(), cmap="gray", vmin=0, vmax=1,
-                          interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-        fig.suptitle(f"{mode_v} masking: {int(mask[0].sum())} of {mask.shape[1]} patches hidden", fontsize=9)
+                draw_image(fig.add_subplot(2, len(x), row * len(x) + i + 1), img.cpu())
+        fig.suptitle(f"{mode_v} masking: {int(mask[0].sum())} of {mask.shape[1]} patches hidden", fontsize=TITLE)
         return to_png(fig)
 
     return Explorer(controls, render, title="What the encoder gets to see")

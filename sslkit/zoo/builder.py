@@ -32,6 +32,11 @@ from sslkit.zoo.files import (FORMAT, VERSION, ZooError, compact_state, create_m
 
 HISTORY_POINTS = 100  # the card keeps the loss as <= 100 window means: enough to draw the curve
 KNN_K = 20            # kNN protocol of Wu et al. 2018 (k=20, T=0.07), as sslkit.eval.knn_accuracy
+# Few-label probes of the label (SimCLR's semi-supervised protocol in miniature): where SSL features
+# pay off on small data sets whose raw pixels are already easy with every label (8x8 digits: ~98%
+# raw-pixel kNN). Five class-stratified draws per budget, the same draws for every row.
+FEW_LABELS = (1, 5, 10)
+FEW_LABEL_SEEDS = 5
 PROBES = ("knn", "linear")
 ROWS = ("model", "random_init", "raw")
 
@@ -86,7 +91,7 @@ def build(name: str, *, steps: int | None = None, threads: int | None = None,
         weights = write_weights(name, state, out, float32)
         method.load_state_dict(state)                 # measure what `load` gives: fp16-rounded
         t0 = time.perf_counter()
-        metrics = measure(e, method.eval(), init.to(dev), train.to(dev), test.to(dev))
+        metrics, few = measure(e, method.eval(), init.to(dev), train.to(dev), test.to(dev))
         extras = {x: getattr(extra_metrics, x)(method, init, train.to(dev), test.to(dev))
                   for x in e.extras}
         eval_s = time.perf_counter() - t0
@@ -109,7 +114,7 @@ def build(name: str, *, steps: int | None = None, threads: int | None = None,
                          "seconds_per_step": round(history.elapsed / max(1, len(history)), 4),
                          **hardware(dev)},
             "evaluation": {"seconds": round(eval_s, 1), "protocol": PROTOCOL},
-            "metrics": metrics, "extras": extras,
+            "metrics": metrics, "few_labels": few, "extras": extras,
             "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
             "weights": weights, "sslkit_version": sslkit.__version__,
         }
@@ -129,6 +134,10 @@ PROTOCOL = {
                             "recalibrated on the unlabelled train split",
              "raw": "the raw input flattened (pixels, samples, frames); for text a bag of tokens"},
     "factors": "categorical factors as they are; continuous ones in 3 bins cut at the train terciles",
+    "few_labels": f"the label only: kNN (k = min({KNN_K}, labelled samples)) and linear probes fitted on "
+                  f"{list(FEW_LABELS)} labelled train samples per class, mean over {FEW_LABEL_SEEDS} "
+                  f"class-stratified draws (seeds 0..{FEW_LABEL_SEEDS - 1}, the same for every row; "
+                  f"sslkit.eval.label_efficiency), scored on the whole test split",
 }
 
 
@@ -166,8 +175,10 @@ def targets(train: Any, test: Any, target: str) -> tuple[torch.Tensor, torch.Ten
     return torch.bucketize(a, edges), torch.bucketize(b, edges)
 
 
-def measure(e: Entry, method: Any, init: Any, train: Any, test: Any) -> dict[str, Any]:
-    """``metrics[target][probe][row]`` accuracies for rows model / random_init / raw."""
+def measure(e: Entry, method: Any, init: Any, train: Any, test: Any
+            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``metrics[target][probe][row]`` accuracies for rows model / random_init / raw, and the
+    few-label probes of the label ``few[probe][labels_per_class][row]`` (None without "label")."""
     from sslkit import eval as ev
 
     ev.recalibrate_batchnorm(init, train)
@@ -184,7 +195,20 @@ def measure(e: Entry, method: Any, init: Any, train: Any, test: Any) -> dict[str
                     yte[kte].to(ftr.device))
             metrics[target]["knn"][r] = round(ev.knn_accuracy(*args, k=KNN_K), 4)
             metrics[target]["linear"][r] = round(ev.linear_probe(*args), 4)
-    return metrics
+    return metrics, (few_labels(feats, train, test) if "label" in e.targets else None)
+
+
+def few_labels(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], train: Any, test: Any
+               ) -> dict[str, Any]:
+    """``few[probe][labels_per_class][row]``: mean accuracy over FEW_LABEL_SEEDS stratified draws."""
+    from sslkit import eval as ev
+
+    few: dict[str, Any] = {"labels_per_class": list(FEW_LABELS), "seeds": FEW_LABEL_SEEDS}
+    for probe in PROBES:
+        res = ev.label_efficiency(feats, train, test, labels_per_class=FEW_LABELS,
+                                  seeds=range(FEW_LABEL_SEEDS), probe=probe, baselines=(), k=KNN_K)
+        few[probe] = {str(b): {r: round(res.mean(r, b), 4) for r in feats} for b in FEW_LABELS}
+    return few
 
 
 def compact_history(h: Any, points: int = HISTORY_POINTS) -> dict[str, Any]:

@@ -90,21 +90,21 @@ _ENTRIES = [
     # (benchmarks/RESULTS.md, `sslkit demo --data shapes`, used 2e-3 for runs of a few hundred steps)
     Entry("simclr_shapes", "Contrastive reference on shapes with colour-randomising views: "
           "neighbours share the shape, not the colour (lessons 02, 06).", "simclr", "shapes",
-          steps=4000, batch_size=128, lr=1e-3, data_options=SHAPES_16,
+          steps=2500, batch_size=128, lr=1e-3, data_options=SHAPES_16,
           method_config={"views": SHAPES_VIEWS}, targets=SHAPE_TARGETS),
     Entry("simclr_shapes_no_colour", "The colour-shortcut control: SimCLR with the same crops but "
           "no colour augmentation clusters by colour (lesson 02).", "simclr", "shapes",
-          steps=4000, batch_size=128, lr=1e-3, data_options=SHAPES_16,
+          steps=2500, batch_size=128, lr=1e-3, data_options=SHAPES_16,
           method_config={"views": SHAPES_VIEWS_NO_COLOUR}, targets=SHAPE_TARGETS),
     Entry("byol_shapes", "Non-contrastive reference on shapes with the same views as simclr_shapes "
-          "(lessons 02, 03).", "byol", "shapes", steps=4000, batch_size=128, lr=1e-3,
+          "(lessons 02, 03).", "byol", "shapes", steps=2500, batch_size=128, lr=1e-3,
           data_options=SHAPES_16, method_config={"views": SHAPES_VIEWS}, targets=SHAPE_TARGETS),
     Entry("mae_shapes", "Masked autoencoder (ViT) whose reconstructions restore the hidden part of "
-          "the shape (lesson 04).", "mae", "shapes", steps=5000, batch_size=128,
+          "the shape (lesson 04).", "mae", "shapes", steps=3000, batch_size=128,
           backbone="vit_tiny", backbone_options=SMALL_VIT, method_config={"mask_ratio": 0.75},
           lr=1.5e-3, targets=("label", "colour"), extras=("mae_hidden_patches",)),
     Entry("dino_shapes", "DINO ViT whose CLS attention concentrates on the object (lesson 06).",
-          "dino", "shapes", steps=3000, batch_size=64, backbone="vit_tiny",
+          "dino", "shapes", steps=1500, batch_size=64, backbone="vit_tiny",
           backbone_options=SMALL_VIT,
           # local crops of 16 px = 4 x 4 patches (a multiple of the patch size; 32 * 96/224 is not)
           method_config={"global_size": 32, "local_size": 16, "n_local": 4},
@@ -114,15 +114,30 @@ _ENTRIES = [
           "steps (lesson 07).", "cpc", "waves", steps=3000, batch_size=256,
           targets=("label", "freq")),
     Entry("next_frame_moving_digits", "Next-frame prediction on moving digits that beats copying the "
-          "last frame (lesson 07).", "next_frame", "moving_digits", steps=3000, batch_size=32,
+          "last frame (lesson 07).", "next_frame", "moving_digits", steps=2000, batch_size=32,
           # a 16-32-64 frame encoder, 128-wide GRU and 32-channel decoder: a quarter of the default's
           # compute per frame and 1.5 MB of weights instead of 5.8 MB
           backbone="frames", backbone_options={"widths": (16, 32, 64)},
           method_config={"hidden_dim": 128, "decoder_width": 32}, extras=("next_frame_mse",)),
     # batch 64 x 3000 steps = 150 passes over the 1,272 training windows
     Entry("mlm_corpus", "BERT-style masked language model on the Python help corpus (lesson 01).",
-          "mlm", "corpus", steps=3000, batch_size=64, targets=("label", "topic"),
+          "mlm", "corpus", steps=2000, batch_size=64, targets=("label", "topic"),
           extras=("mlm_masked_accuracy",)),
+    # -- speech (lesson 13): spoken_digits as raw waves, the 4 train speakers (2,000 clips); the card
+    # probes the digit on the 2 held-out speakers (the speaker itself cannot be probed across that
+    # split: the lesson probes it on holdout="random"). Sized for <= 15 CPU-minutes on 1 thread.
+    # CPC on 10 ms steps: conv1d strides 5*4*4 = 80 samples (the default 4-sample steps make 1,024
+    # GRU steps per clip), predicting 4 steps (40 ms) ahead as the method's default. 0.28 CPU-s per
+    # step at batch 64 (measured, 1 thread), so 1,000 steps (32 passes over the clips) are ~5 CPU-min.
+    Entry("cpc_spoken_digits", "CPC on raw speech: the causal context predicts the next 40 ms "
+          "(lesson 13).", "cpc", "spoken_digits", steps=1000, batch_size=64,
+          backbone="conv1d", backbone_options={"strides": (5, 4, 4)}),
+    # wav2vec-style masked prediction (wave_transformer, 0.9 M parameters); 0.70 CPU-s per step at
+    # batch 32 (measured, 1 thread), so 500 steps (8 passes) are ~6 CPU-minutes; lr = the method's
+    # default (5e-4 at batch 32).
+    Entry("wav2vec_spoken_digits", "wav2vec-style masked prediction on raw speech: identify the "
+          "true latent of masked spans among distractors (lesson 13).", "wav2vec", "spoken_digits",
+          steps=500, batch_size=32),
 ]
 
 ENTRIES: dict[str, Entry] = {e.name: e for e in _ENTRIES}

@@ -101,7 +101,8 @@ def lab(lab_root, tmp_path_factory, artifacts, request):
 
 
 def _new_page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 1200})
+    # device pixel ratio 2, like a HiDPI laptop: screenshots show whether figures are sharp there
+    context = browser.new_context(viewport={"width": 1280, "height": 1200}, device_scale_factor=2)
     page = context.new_page()
     page.set_default_timeout(60_000 * SLOW)
     return context, page

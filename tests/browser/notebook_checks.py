@@ -8,9 +8,9 @@ from pathlib import Path
 
 from playwright.sync_api import Locator, Page
 
-from widget_page import (ERROR_TEXT, SLOW, WIDGET_MIME, ConsoleLog, assert_rendered, exercise_widget,
-                         list_controls, notebook_scope, open_notebook, run_all_cells, screenshot,
-                         wait_all_executed, widget_roots)
+from widget_page import (ERROR_TEXT, SLOW, WIDGET_MIME, ConsoleLog, assert_images_sharp, assert_rendered,
+                         exercise_widget, list_controls, notebook_scope, open_notebook, run_all_cells,
+                         screenshot, wait_all_executed, widget_roots)
 
 
 def check_and_move(page: Page, scope: Locator, n_widgets: int, log: ConsoleLog, shots: Path,
@@ -21,10 +21,15 @@ def check_and_move(page: Page, scope: Locator, n_widgets: int, log: ConsoleLog, 
     screenshot(page, shots, f"{tag}-rendered")
     roots = assert_rendered(scope, n_widgets)
     log.assert_clean()
+    images = assert_images_sharp(scope)
     moves = exercise_all(page, roots, shots, tag)
     screenshot(page, shots, f"{tag}-after-moves")
     assert ERROR_TEXT not in scope.inner_text(), f"'{ERROR_TEXT}' after moving controls"
+    images = assert_images_sharp(scope)  # the re-rendered views too
     log.assert_clean()
+    with open(shots / "timings.txt", "a") as f:  # what the sharpness check looked at
+        f.write(f"{tag}: {len(images)} images no larger than their pixels, "
+                f"{sum(i['in_widget'] for i in images)} of them in explorers at 2 pixels per CSS pixel\n")
     return moves
 
 

@@ -7,7 +7,7 @@ import pytest
 from discover import FIXTURE_NAME, NOTEBOOK_ENV
 from lab_servers import start_lab, stop_server
 from notebook_checks import check_lab_notebook, check_voila_page
-from widget_page import SLOW, watch
+from widget_page import SLOW, assert_images_sharp, watch
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -45,3 +45,30 @@ def test_negative_control_without_widget_manager(chromium_browser, lab_root, tmp
     finally:
         context.close()
         stop_server(server)
+
+
+def test_image_check_catches_stretched_and_soft_images(chromium_browser):
+    """The sharpness check must fail on a PNG the page stretches, and on an explorer image with one
+    pixel per CSS pixel; and pass on one shown at half its pixels (what the kit's figures do)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 20), "red").save(buf, format="PNG")
+    src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    context = chromium_browser.new_context(device_scale_factor=2)
+    try:
+        page = context.new_page()
+        page.set_content(f'<div id="a"><img src="{src}" width="20"></div>'
+                         f'<div id="b"><img src="{src}" style="width: 100px"></div>'
+                         f'<div id="c" class="jupyter-widgets"><img src="{src}"></div>')
+        page.wait_for_function("() => [...document.images].every(i => i.complete)")
+        assert len(assert_images_sharp(page.locator("#a"))) == 1
+        with pytest.raises(AssertionError, match="40x20 px shown at 100x50"):
+            assert_images_sharp(page.locator("#b"))
+        with pytest.raises(AssertionError, match="40 px shown 40 px wide"):
+            assert_images_sharp(page.locator("#c"))
+    finally:
+        context.close()

@@ -9,6 +9,8 @@ The checks, shared by the JupyterLab and the Voila tests:
 - `exercise_widget`: move the controls of one view the way a user would (drag a slider handle,
   arrow keys, type into a text box, click a toggle, pick a dropdown option, click a button) until
   what the view shows (text outside the controls, or an image `src`) changes.
+- `assert_images_sharp`: no image is shown larger than its own pixels, and the explorers' images
+  carry 2 pixels per CSS pixel (pages are opened at device pixel ratio 2, like a HiDPI laptop).
 """
 from __future__ import annotations
 
@@ -177,6 +179,34 @@ def assert_rendered(scope: Locator, expected: int | None) -> list[Locator]:
         box = root.bounding_box()
         assert box and box["width"] > 0 and box["height"] > 0, f"widget view {i} has no size"
     return roots
+
+
+# Every image shown on the page: its size there (CSS pixels) and its own pixels.
+IMAGES_JS = """(el) => [...el.querySelectorAll('img')]
+    .filter(i => i.complete && i.naturalWidth > 0 && i.getClientRects().length > 0)
+    .map(i => { const r = i.getBoundingClientRect();
+                return {width: r.width, height: r.height, natural_width: i.naturalWidth,
+                        natural_height: i.naturalHeight, in_widget: !!i.closest('.jupyter-widgets'),
+                        src: i.src.slice(0, 48)}; })"""
+# Explorer figures are rendered with 2 PNG pixels per CSS pixel (sslkit.widgets.render.SCALE):
+# sharp at device pixel ratio 2. A little slack for rounding to whole pixels.
+WIDGET_IMAGE_PIXELS_PER_CSS_PIXEL = 1.95
+
+
+def assert_images_sharp(scope: Locator) -> list[dict]:
+    """No image is shown wider or taller than its natural pixel size (the page never stretches a
+    figure into a blur), and the explorers' images have ~2 pixels per CSS pixel (sharp at DPR 2)."""
+    images = scope.evaluate(IMAGES_JS)
+    stretched = [i for i in images if i["width"] > i["natural_width"] + 0.5
+                 or i["height"] > i["natural_height"] + 0.5]
+    assert not stretched, "images shown larger than their pixels (blurred by the page): " + "; ".join(
+        f"{i['natural_width']}x{i['natural_height']} px shown at {i['width']:.0f}x{i['height']:.0f} "
+        f"({i['src']}...)" for i in stretched)
+    soft = [i for i in images if i["in_widget"]
+            and i["natural_width"] < WIDGET_IMAGE_PIXELS_PER_CSS_PIXEL * i["width"]]
+    assert not soft, "explorer images with fewer than 2 pixels per CSS pixel (soft at DPR 2): " + "; ".join(
+        f"{i['natural_width']} px shown {i['width']:.0f} px wide" for i in soft)
+    return images
 
 
 def _around(text: str, needle: str, width: int = 300) -> str:

@@ -14,9 +14,11 @@ CASES = [
     ("transformer", {"vocab_size": 30, "max_len": 12, "depth": 2}, lambda: torch.randint(0, 30, (3, 12))),
     ("conv1d", {"in_channels": 2}, lambda: torch.randn(3, 2, 40)),
     ("frames", {"in_channels": 1}, lambda: torch.rand(3, 4, 1, 16, 16)),
+    ("wave_transformer", {"depth": 1}, lambda: torch.randn(3, 1, 800)),
+    ("spec_convnet", {}, lambda: torch.randn(3, 1, 40, 52)),
 ]
 DIMS = {"convnet": 128, "resnet18_cifar": 512, "resnet18": 512, "vit_tiny": 192, "transformer": 128,
-        "conv1d": 128, "frames": 128}
+        "conv1d": 128, "frames": 128, "wave_transformer": 128, "spec_convnet": 512}
 
 
 def test_names():

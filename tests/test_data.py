@@ -9,11 +9,12 @@ from matplotlib.path import Path
 import sslkit
 from sslkit.data import corpus, digits, moving_digits, shapes, waves
 
-EMBEDDED = ["digits", "shapes", "photos", "corpus", "waves", "moving_digits"]
+EMBEDDED = ["digits", "shapes", "photos", "corpus", "waves", "moving_digits", "spoken_digits"]
 REAL = ["cifar10", "stl10", "mnist"]
 # small options keep the whole file fast; defaults are covered by benchmarks/data_load_times.py
 SMALL = {"digits": {}, "shapes": {"n": 64}, "photos": {"crops": 16, "crop_size": 32},
-         "corpus": {}, "waves": {"n": 64}, "moving_digits": {"n": 16, "digits_per_clip": 2}}
+         "corpus": {}, "waves": {"n": 64}, "moving_digits": {"n": 16, "digits_per_clip": 2},
+         "spoken_digits": {}}
 LAYOUT = {  # name -> (kind, dtype, sample shape)
     "digits": ("image", torch.uint8, (1, 8, 8)),
     "shapes": ("image", torch.uint8, (3, 32, 32)),
@@ -21,6 +22,7 @@ LAYOUT = {  # name -> (kind, dtype, sample shape)
     "corpus": ("text", torch.int64, (64,)),
     "waves": ("signal", torch.float32, (1, 128)),
     "moving_digits": ("clip", torch.uint8, (10, 1, 32, 32)),
+    "spoken_digits": ("signal", torch.float32, (1, 4096)),
 }
 
 

@@ -91,7 +91,7 @@ def test_backbone_for_other_data_is_refused_at_create(method):
     for backbone in ("transformer", "conv1d", "frames"):
         kind = backbones.input_kind(backbone)
         with pytest.raises(ValueError, match=f"backbone='{backbone}' encodes {kind} data; {method} "
-                                             f"trains on image data"):
+                                             f"trains on image"):   # (or spectrogram)
             sslkit.create(method, data=data, backbone=backbone)
         with pytest.raises(ValueError, match=f"backbone='{backbone}'"):
             sslkit.create(method, backbone=backbone)                 # no data: still refused

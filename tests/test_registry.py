@@ -4,7 +4,8 @@ import pytest
 import sslkit
 
 ALL = {"simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "mae", "autoencoder",
-       "rotation", "jigsaw", "mlm", "cpc", "next_frame", "swav", "gpt", "word2vec"}
+       "rotation", "jigsaw", "mlm", "cpc", "next_frame", "swav", "gpt", "word2vec",
+       "wav2vec"}
 
 
 def test_all_methods_registered():

@@ -8,6 +8,8 @@
     transformer     tokens (B, L) int64   128   forward_tokens (per position)
     conv1d          signals (B, C, T)     128   forward_sequence (B, T', D)
     frames          clips (B, T, C, H, W) 128   encode_frames (B, T, D)
+    wave_transformer  raw audio (B, C, T) 128   latents (B, S, C), context(z, mask), forward_sequence
+    spec_convnet    spectrograms (B, C, F, T) 512   convnet pooled over time only (8 frequency bands kept)
 
     net = sslkit.backbones.create("vit_tiny", image_size=32, in_channels=3)
     sslkit.backbones.names("image"), sslkit.backbones.input_kind("conv1d")   # -> [...], "signal"
@@ -24,8 +26,10 @@ from sslkit.backbones.conv1d import Conv1dEncoder
 from sslkit.backbones.convnet import ConvNet
 from sslkit.backbones.frames import FrameEncoder
 from sslkit.backbones.resnet import ResNet18, resnet18, resnet18_cifar
+from sslkit.backbones.spectrogram import SpectrogramConvNet
 from sslkit.backbones.transformer import TextTransformer
 from sslkit.backbones.vit import ViT
+from sslkit.backbones.wave import WaveTransformer
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "convnet": ConvNet,
@@ -35,25 +39,28 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "transformer": TextTransformer,
     "conv1d": Conv1dEncoder,
     "frames": FrameEncoder,
+    "wave_transformer": WaveTransformer,
+    "spec_convnet": SpectrogramConvNet,
 }
 
 
 # The kind of data each backbone encodes (also the ``input_kind`` attribute of the module it builds).
 _KINDS = {"convnet": "image", "resnet18_cifar": "image", "resnet18": "image", "vit_tiny": "image",
-          "transformer": "text", "conv1d": "signal", "frames": "clip"}
+          "transformer": "text", "conv1d": "signal", "frames": "clip", "wave_transformer": "signal",
+          "spec_convnet": "spectrogram"}
 
 
 def names(kind: str | None = None) -> list[str]:
-    """Backbone names for :func:`create`; with ``kind`` ("image", "text", "signal", "clip") only
-    those that encode that kind of data."""
+    """Backbone names for :func:`create`; with ``kind`` ("image", "text", "signal", "clip",
+    "spectrogram") only those that encode that kind of data."""
     if kind is None:
         return list(_REGISTRY)
-    checks.choice("kind", kind, ("image", "text", "signal", "clip"))
+    checks.choice("kind", kind, ("image", "text", "signal", "clip", "spectrogram"))
     return [n for n in _REGISTRY if _KINDS[n] == kind]
 
 
 def input_kind(name: str) -> str:
-    """The kind of data backbone ``name`` encodes: "image", "text", "signal" or "clip"."""
+    """The kind of data backbone ``name`` encodes: "image", "text", "signal", "clip" or "spectrogram"."""
     checks.choice("name", name, names())
     return _KINDS[name]
 
@@ -72,4 +79,4 @@ def create(name: str, **kw: Any) -> nn.Module:
 
 
 __all__ = ["create", "names", "input_kind", "ConvNet", "ResNet18", "ViT", "TextTransformer", "Conv1dEncoder",
-           "FrameEncoder"]
+           "FrameEncoder", "WaveTransformer", "SpectrogramConvNet"]

@@ -13,11 +13,13 @@ import inspect
 from typing import Any
 
 from sslkit import checks
+from sslkit.data.audio import log_mel, mfcc
 from sslkit.data.base import KINDS, Dataset, DatasetInfo
 from sslkit.data.real import DatasetUnavailable
 from sslkit.data.registry import REGISTRY, info, names, register
 
-__all__ = ["Dataset", "DatasetUnavailable", "DatasetInfo", "KINDS", "load", "names", "info", "register"]
+__all__ = ["Dataset", "DatasetUnavailable", "DatasetInfo", "KINDS", "load", "names", "info", "register",
+           "log_mel", "mfcc"]
 
 
 def load(name: str, split: str = "train", root: str = "data", seed: int = 0, **options: Any) -> Dataset:

@@ -13,14 +13,16 @@ import torch
 
 from sslkit import checks
 
-Kind = Literal["image", "text", "signal", "clip"]
+Kind = Literal["image", "text", "signal", "clip", "spectrogram"]
 
 # What `x` holds for each kind of data:
 #   image : uint8 (N, C, H, W) in [0, 255]
 #   clip  : uint8 (N, T, C, H, W) in [0, 255]
 #   text  : int64 (N, L) token ids (see `tokenizer`)
 #   signal: float32 (N, C, T)
-KINDS: tuple[str, ...] = ("image", "text", "signal", "clip")
+#   spectrogram: float32 (N, C, F, T) (frequency x time, e.g. log-mel in dB): image-shaped, but not an
+#       image - image views (colour, crops, flips) do not apply (see sslkit.data.spoken_digits)
+KINDS: tuple[str, ...] = ("image", "text", "signal", "clip", "spectrogram")
 
 
 @dataclass
@@ -29,7 +31,8 @@ class Dataset:
 
     Attributes:
         name, split: which dataset and split this is.
-        kind: "image", "text", "signal" or "clip" (see module docstring for the layout of ``x``).
+        kind: "image", "text", "signal", "clip" or "spectrogram" (see the module docstring for the
+            layout of ``x``).
         x: the inputs, stored compactly (uint8 for images and clips).
         labels: int64 (N,) class ids, -1 where a sample is unlabeled (e.g. STL-10 ``unlabeled``).
         classes: class names, ``classes[labels[i]]``.
@@ -82,6 +85,11 @@ class Dataset:
         """uint8 (N, T, C, H, W)."""
         return self._as("clip")
 
+    @property
+    def spectrograms(self) -> torch.Tensor:
+        """float32 (N, C, F, T)."""
+        return self._as("spectrogram")
+
     # -- facts --------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.x)
@@ -101,8 +109,8 @@ class Dataset:
 
     @property
     def in_channels(self) -> int | None:
-        """Channels of an image/clip/signal sample; None for text."""
-        if self.kind == "image":
+        """Channels of an image/clip/signal/spectrogram sample; None for text."""
+        if self.kind in ("image", "spectrogram"):
             return self.x.shape[1]
         if self.kind == "clip":
             return self.x.shape[2]

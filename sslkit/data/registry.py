@@ -10,7 +10,7 @@ from sslkit.data.base import Dataset, DatasetInfo, Kind
 REGISTRY: dict[str, DatasetInfo] = {}
 
 # Modules that register datasets; imported on first use of the registry.
-_MODULES = ("digits", "shapes", "photos", "corpus", "waves", "moving_digits", "real")
+_MODULES = ("digits", "shapes", "photos", "corpus", "waves", "moving_digits", "spoken_digits", "real")
 _loaded = False
 
 

@@ -46,7 +46,7 @@ class BarlowTwinsConfig:
 
 class BarlowTwins(Method):
     name = "barlow_twins"
-    kinds = ("image",)
+    kinds = ("image", "spectrogram")
     default_lr = 1e-3  # AdamW; paper: LARS lr 0.2 (weights) at batch 2048
 
     def __init__(self, backbone: nn.Module, config: BarlowTwinsConfig) -> None:

@@ -43,7 +43,7 @@ class Method(nn.Module):
     """Base class. Subclasses set ``name``/``kinds`` and implement ``training_step``."""
 
     name: ClassVar[str] = "method"
-    # Which dataset kinds the method trains on ("image", "text", "signal", "clip").
+    # Which dataset kinds the method trains on ("image", "text", "signal", "clip", "spectrogram").
     kinds: ClassVar[tuple[str, ...]] = ("image",)
     # Sensible default learning rate for the engine's optimiser (AdamW unless the method says otherwise).
     default_lr: ClassVar[float] = 1e-3
@@ -116,7 +116,9 @@ def make_config(cls: type, config: dict[str, Any]) -> Any:
 # Default backbone by data kind (when ``backbone=None``). Images: the tiny ``convnet`` for <= 32 px
 # (digits, shapes, CIFAR-sized data train in minutes on a laptop); ``resnet18`` above that (STL-10).
 # ``resnet18_cifar`` is the stronger 32 px choice when asked for by name.
-_DEFAULT_BY_KIND = {"text": "transformer", "signal": "conv1d", "clip": "frames"}
+# Spectrograms (F x T) get ``spec_convnet``: the image convnet pooled over time only (it keeps
+# which frequencies sound; global pooling would average formants away).
+_DEFAULT_BY_KIND = {"text": "transformer", "signal": "conv1d", "clip": "frames", "spectrogram": "spec_convnet"}
 
 
 def _data_facts(data: Any, kind: str | None) -> dict[str, Any]:
@@ -127,11 +129,13 @@ def _data_facts(data: Any, kind: str | None) -> dict[str, Any]:
     for attr in ("kind", "sample_shape"):
         if not hasattr(data, attr):
             raise ValueError(f"data must be a sslkit.data.Dataset (or None); got {type(data).__name__}")
-    if kind is not None and data.kind != kind:
+    # Image methods build their backbone for spectrograms too (image-shaped); whether a method
+    # trains on them is its ``kinds`` (``sslkit.create`` checks).
+    if kind is not None and data.kind != kind and not (kind == "image" and data.kind == "spectrogram"):
         raise ValueError(f"data={data.name!r} holds {data.kind} data; this needs {kind} data")
     facts: dict[str, Any] = {"kind": data.kind}
     shape = tuple(data.sample_shape)
-    if data.kind == "image":          # (C, H, W)
+    if data.kind in ("image", "spectrogram"):   # (C, H, W) / (C, F, T)
         facts.update(in_channels=shape[0], image_size=shape[-1])
     elif data.kind == "clip":         # (T, C, H, W)
         facts.update(in_channels=shape[1], image_size=shape[-1], num_frames=shape[0])
@@ -146,6 +150,7 @@ def _data_facts(data: Any, kind: str | None) -> dict[str, Any]:
 def _backbone_kwargs(facts: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for ``sslkit.backbones.create`` from the data facts."""
     keys = {"image": ("in_channels", "image_size"), "clip": ("in_channels", "image_size"),
+            "spectrogram": ("in_channels", "image_size"),
             "signal": ("in_channels", "length"), "text": ("vocab_size", "max_len", "pad_id")}[facts["kind"]]
     return {k: facts[k] for k in keys if facts.get(k) is not None}
 
@@ -154,7 +159,9 @@ def _check_backbone_fits(name: str, module_kind: str | None, patch: int | None,
                          facts: dict[str, Any]) -> None:
     """The backbone encodes the data's kind, and the data's images are whole patches of a ViT."""
     from sslkit import backbones
-    if module_kind is not None and module_kind != facts["kind"]:
+    # an image backbone also encodes a spectrogram (a (C, F, T) grid), e.g. the plain convnet
+    image_on_spec = module_kind == "image" and facts["kind"] == "spectrogram"
+    if module_kind is not None and module_kind != facts["kind"] and not image_on_spec:
         raise ValueError(f"backbone={name} encodes {module_kind} data, but this method trains on "
                          f"{facts['kind']} data; {facts['kind']} backbones: "
                          f"{', '.join(backbones.names(facts['kind']))}")
@@ -358,7 +365,7 @@ def cosine_momentum(step: int, total_steps: int, base: float) -> float:
 # --------------------------------------------------------------------------------------------------
 # the views hook of the image methods
 # --------------------------------------------------------------------------------------------------
-VIEW_RECIPES = ("auto", "simclr", "cifar", "byol", "weak")
+VIEW_RECIPES = ("auto", "simclr", "cifar", "byol", "weak", "spectrogram")
 # Images of this side or smaller get the "weak" recipe from "auto" (sslkit.pretext.recipes.auto_views
 # decides every size; kept here for the methods that import it).
 WEAK_MAX_SIZE = 16
@@ -429,9 +436,10 @@ def two_views(x: torch.Tensor, views: Views = "auto", *, paper: str = "simclr",
     """Two augmented views of images ``x`` (B, C, H, W), made on ``x.device`` with per-sample randomness.
 
     ``views`` is ``"auto"`` (see :func:`resolve_views`), ``"simclr"``, ``"cifar"``, ``"byol"``
-    (asymmetric blur and solarize), ``"weak"``, or a callable ``f(x, generator=None) -> view``
-    (e.g. a ``sslkit.pretext.ViewRecipe``), called once per view. The views keep ``x``'s memory
-    format (channels-last stays channels-last).
+    (asymmetric blur and solarize), ``"weak"``, ``"spectrogram"`` (``sslkit.pretext.audio.SPECTROGRAM``:
+    SpecAugment masks, time shift, gain; what ``sslkit.create`` sets for spectrogram data), or a
+    callable ``f(x, generator=None) -> view`` (e.g. a ``sslkit.pretext.ViewRecipe``), called once per
+    view. The views keep ``x``'s memory format (channels-last stays channels-last).
     """
     from sslkit.pretext import recipes
     recipe = resolve_views(views, min(x.shape[-2:]), paper)

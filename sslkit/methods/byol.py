@@ -51,7 +51,7 @@ class BYOLConfig:
 
 class BYOL(Method):
     name = "byol"
-    kinds = ("image",)
+    kinds = ("image", "spectrogram")
     default_lr = 1e-3  # AdamW; paper: LARS lr 0.2 x B/256
 
     def __init__(self, backbone: nn.Module, config: BYOLConfig) -> None:

@@ -142,7 +142,7 @@ class MoCoConfig:
 
 class MoCo(Method):
     name = "moco"
-    kinds = ("image",)
+    kinds = ("image", "spectrogram")
     default_lr = 1e-3  # AdamW; paper: SGD lr 0.03 at batch 256
     local_batchnorm = ("key_backbone", "key_projector")   # shuffle/split BN: never SyncBatchNorm
 

@@ -12,7 +12,8 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 # Method modules, imported on first use of the registry (each registers itself).
 _MODULES = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "mae",
-            "autoencoder", "rotation", "jigsaw", "mlm", "cpc", "next_frame", "swav", "gpt", "word2vec")
+            "autoencoder", "rotation", "jigsaw", "mlm", "cpc", "next_frame", "swav", "gpt", "word2vec",
+            "wav2vec")
 _loaded = False
 
 

@@ -46,7 +46,7 @@ class SimCLRConfig:
 
 class SimCLR(Method):
     name = "simclr"
-    kinds = ("image",)
+    kinds = ("image", "spectrogram")
     default_lr = 1e-3  # AdamW; paper: LARS with lr 0.3 x B/256 at batch 4096
 
     def __init__(self, backbone: torch.nn.Module, config: SimCLRConfig) -> None:

@@ -47,7 +47,7 @@ class SimSiamConfig:
 
 class SimSiam(Method):
     name = "simsiam"
-    kinds = ("image",)
+    kinds = ("image", "spectrogram")
     default_lr = 1e-3  # AdamW; paper: SGD lr 0.05 x B/256 (predictor at a fixed lr)
 
     def __init__(self, backbone: nn.Module, config: SimSiamConfig) -> None:

@@ -58,7 +58,7 @@ class VICRegConfig:
 
 class VICReg(Method):
     name = "vicreg"
-    kinds = ("image",)
+    kinds = ("image", "spectrogram")
     default_lr = 1e-3  # AdamW; paper: LARS lr 0.2 x B/256
 
     def __init__(self, backbone: nn.Module, config: VICRegConfig) -> None:

@@ -8,6 +8,8 @@ takes ``generator: torch.Generator | None`` (on that device) for reproducibility
     >>> m = P.random_masking(P.patchify(x, 4), 0.75)      # MAE
     >>> rotated, labels = P.rotate(x)                     # RotNet
 """
+from sslkit.pretext.audio import (freq_mask, freq_warp, gain, mask_spans, sample_distractors, spectrogram_views,
+                                  time_mask, time_shift)
 from sslkit.pretext.masking import (Masking, block_masking, mask_frames, mask_time_steps, mask_tokens,
                                     patchify, random_masking, unpatchify)
 from sslkit.pretext.recipes import (ViewRecipe, auto_views, byol_views, cifar_views, crop_sizes, multicrop,
@@ -31,4 +33,7 @@ __all__ = [
     # classic tasks
     "rotate", "rotate_by", "jigsaw_permutations", "jigsaw", "check_permutations", "gaussian_corrupt",
     "salt_and_pepper", "inpaint_holes", "colorization", "next_step",
+    # sound (sslkit.pretext.audio): spectrogram views and wav2vec span masking
+    "freq_mask", "time_mask", "time_shift", "freq_warp", "gain", "spectrogram_views", "mask_spans",
+    "sample_distractors",
 ]

@@ -25,6 +25,7 @@ import torch
 from sslkit import checks
 from sslkit.pretext import _inputs, _random
 from sslkit.pretext import views as V
+from sslkit.pretext.audio import SPECTROGRAM
 
 
 @dataclass
@@ -146,7 +147,9 @@ SMALL_MAX_SIZE = 16   # <= 16 px: WEAK (digits)
 CIFAR_MAX_SIZE = 32   # 17-32 px: CIFAR for the two-view methods (shapes, CIFAR-10); above: the paper's
 PAPERS = ("simclr", "byol", "multicrop")
 # Named two-view recipes: (recipe of view 1, recipe of view 2).
-NAMED = {"simclr": (SIMCLR, SIMCLR), "cifar": (CIFAR, CIFAR), "byol": (BYOL_1, BYOL_2), "weak": (WEAK, WEAK)}
+# "spectrogram": for log-mel spectrograms (sslkit.pretext.audio; sslkit.create picks it for spectrogram data).
+NAMED = {"simclr": (SIMCLR, SIMCLR), "cifar": (CIFAR, CIFAR), "byol": (BYOL_1, BYOL_2), "weak": (WEAK, WEAK),
+         "spectrogram": (SPECTROGRAM, SPECTROGRAM)}
 
 
 def auto_views(image_size: int, paper: str = "simclr") -> str:
@@ -170,7 +173,8 @@ def auto_views(image_size: int, paper: str = "simclr") -> str:
 
 
 def recipe_pair(name: str) -> tuple[ViewRecipe, ViewRecipe]:
-    """The two recipes (view 1, view 2) of a named recipe: "simclr", "cifar", "byol" or "weak"."""
+    """The two recipes (view 1, view 2) of a named recipe: "simclr", "cifar", "byol", "weak" or
+    "spectrogram" (a ``sslkit.pretext.audio.SpectrogramViews``)."""
     checks.choice("views", name, list(NAMED))
     return NAMED[name]
 
@@ -264,12 +268,14 @@ def multicrop(x: torch.Tensor, n_global: int = 2, n_local: int = 4,
 
 def to_config(recipe: Any) -> Any:
     """A method's ``view_recipe`` as JSON-friendly values for a run's config: a :class:`ViewRecipe`
-    becomes its ``to_dict()``, a list or tuple a list of those, a string stays, any other callable
-    becomes its ``repr``, None stays None."""
+    becomes its ``to_dict()``, another dataclass recipe its fields, a list or tuple a list of those,
+    a string stays, any other callable becomes its ``repr``, None stays None."""
     if recipe is None or isinstance(recipe, (str, int, float, bool)):
         return recipe
     if isinstance(recipe, ViewRecipe):
         return recipe.to_dict()
+    if dataclasses.is_dataclass(recipe) and not isinstance(recipe, type):   # e.g. SpectrogramViews
+        return dataclasses.asdict(recipe)
     if isinstance(recipe, (list, tuple)):
         return [to_config(r) for r in recipe]
     return repr(recipe)

@@ -8,13 +8,15 @@ Explorers: :func:`augmentation_explorer`, :func:`masking_explorer`, :func:`token
 :func:`temperature_explorer`, :func:`reconstruction_explorer`, :func:`embedding_explorer`,
 :func:`neighbour_explorer`, :func:`attention_explorer`, :func:`knn_vote_explorer`,
 :func:`frame_prediction_explorer`, :func:`prototype_explorer` (SwAV's clusters, with and without
-Sinkhorn), :func:`sampling_explorer` (GPT: temperature and top-k). Building blocks (return PNG bytes / arrays):
+Sinkhorn), :func:`sampling_explorer` (GPT: temperature and top-k), :func:`audio_explorer` (play a
+clip beside its wave and spectrogram; masked spans silenced). Building blocks (return PNG bytes / arrays):
 :func:`image_grid`, :func:`embedding_scatter`, :func:`project_2d`, :func:`similarity_panels`,
 :func:`nearest_neighbours`, :func:`attention_maps`, :func:`show_png`, :func:`draw_image` (an
 image with sharp square pixels in a matplotlib axes), :func:`display_width`.
 """
 from __future__ import annotations
 
+from sslkit.widgets.audio import audio_explorer, silence_frames, sound_panels, wav_bytes
 from sslkit.widgets.base import Explorer
 from sslkit.widgets.clustering import cluster_sizes, prototype_explorer
 from sslkit.widgets.contrastive import similarity_panels, temperature_explorer, toy_pairs
@@ -38,7 +40,8 @@ def show_png(png: bytes) -> object:
 __all__ = ["Explorer", "augmentation_explorer", "masking_explorer", "token_masking_viewer", "temperature_explorer",
            "reconstruction_explorer", "embedding_explorer", "neighbour_explorer", "attention_explorer",
            "knn_vote_explorer", "frame_prediction_explorer", "knn_votes", "prototype_explorer", "cluster_sizes",
-           "sampling_explorer", "reshape_distribution",
+           "sampling_explorer", "reshape_distribution", "audio_explorer", "wav_bytes",
+           "silence_frames", "sound_panels",
            "image_grid", "embedding_scatter", "project_2d", "similarity_panels", "toy_pairs", "nearest_neighbours",
            "attention_maps", "patch_mask", "token_masking_html", "recipe_from_controls", "as_images", "figure",
            "to_png", "show_png", "display_width", "draw_image"]

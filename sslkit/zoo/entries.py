@@ -123,6 +123,21 @@ _ENTRIES = [
     Entry("mlm_corpus", "BERT-style masked language model on the Python help corpus (lesson 01).",
           "mlm", "corpus", steps=2000, batch_size=64, targets=("label", "topic"),
           extras=("mlm_masked_accuracy",)),
+    # -- speech (lesson 13): spoken_digits as raw waves, the 4 train speakers (2,000 clips); the card
+    # probes the digit on the 2 held-out speakers (the speaker itself cannot be probed across that
+    # split: the lesson probes it on holdout="random"). Sized for <= 15 CPU-minutes on 1 thread.
+    # CPC on 10 ms steps: conv1d strides 5*4*4 = 80 samples (the default 4-sample steps make 1,024
+    # GRU steps per clip), predicting 4 steps (40 ms) ahead as the method's default. 0.28 CPU-s per
+    # step at batch 64 (measured, 1 thread), so 1,000 steps (32 passes over the clips) are ~5 CPU-min.
+    Entry("cpc_spoken_digits", "CPC on raw speech: the causal context predicts the next 40 ms "
+          "(lesson 13).", "cpc", "spoken_digits", steps=1000, batch_size=64,
+          backbone="conv1d", backbone_options={"strides": (5, 4, 4)}),
+    # wav2vec-style masked prediction (wave_transformer, 0.9 M parameters); 0.70 CPU-s per step at
+    # batch 32 (measured, 1 thread), so 500 steps (8 passes) are ~6 CPU-minutes; lr = the method's
+    # default (5e-4 at batch 32).
+    Entry("wav2vec_spoken_digits", "wav2vec-style masked prediction on raw speech: identify the "
+          "true latent of masked spans among distractors (lesson 13).", "wav2vec", "spoken_digits",
+          steps=500, batch_size=32),
 ]
 
 ENTRIES: dict[str, Entry] = {e.name: e for e in _ENTRIES}

@@ -177,8 +177,8 @@ def test_mae_refuses_non_vit_and_too_few_patches():
 
 # --- data and backbones that cannot work: refused at create --------------------------------------
 def test_data_kind_must_match_the_method():
-    with pytest.raises(ValueError, match="simclr trains on image data, but data='corpus' holds text data; "
-                                         "methods for text data: mlm"):
+    with pytest.raises(ValueError, match="simclr trains on image or spectrogram data, but data='corpus' holds "
+                                         "text data; methods for text data: mlm, gpt, word2vec"):
         sslkit.create("simclr", data=data.load("corpus"))
     with pytest.raises(ValueError, match="cpc trains on signal data, but data='digits' holds image data"):
         sslkit.create("cpc", data=data.load("digits"))
@@ -187,8 +187,8 @@ def test_data_kind_must_match_the_method():
 
 def test_backbone_for_another_kind_is_refused():
     with pytest.raises(ValueError, match="backbone='convnet' encodes image data; cpc trains on signal "
-                                         "data: use one of conv1d"):
+                                         "data: use one of conv1d, wave_transformer"):
         sslkit.create("cpc", backbone="convnet")
     with pytest.raises(ValueError, match="backbone=Conv1dEncoder encodes signal data; rotation"):
         sslkit.create("rotation", backbone=backbones.create("conv1d"))
-    assert backbones.names("signal") == ["conv1d"] and backbones.input_kind("frames") == "clip"
+    assert backbones.names("signal") == ["conv1d", "wave_transformer"] and backbones.input_kind("frames") == "clip"

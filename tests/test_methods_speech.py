@@ -239,17 +239,17 @@ def test_spectrogram_backbone_keeps_frequency():
 
 def test_simclr_on_spectrograms_uses_audio_views(log_mel, monkeypatch):
     calls = []
-    real = P.spectrogram_views
+    real = P.SpectrogramViews.__call__
 
-    def spy(x, generator=None, **kw):
+    def spy(self, x, generator=None):
         calls.append(tuple(x.shape))
-        return real(x, generator, **kw)
+        return real(self, x, generator)
 
-    monkeypatch.setattr(P, "spectrogram_views", spy)
+    monkeypatch.setattr(P.SpectrogramViews, "__call__", spy)
     m = sslkit.create("simclr", data=log_mel)
     assert isinstance(m.backbone, backbones.SpectrogramConvNet) and m.backbone.in_channels == 1
     m.training_step(log_mel.batch(torch.arange(8)))
-    assert calls == [(8, 1, 40, 52)]
+    assert calls == [(8, 1, 40, 52)] * 2                 # one spectrogram view each, no image recipe
 
 
 def test_simclr_trains_on_spectrograms(log_mel):

@@ -302,6 +302,6 @@ def test_resume_refuses_other_data(tmp_path, change, match):
 
 
 def test_fit_compares_method_kinds_with_the_data_kind():
-    with pytest.raises(ValueError, match=r"method 'simclr' trains on image data, but "
+    with pytest.raises(ValueError, match=r"method 'simclr' trains on image or spectrogram data, but "
                                          r"data='corpus' holds text data"):
         fit(sslkit.create("simclr"), sslkit.data.load("corpus"), steps=1, device="cpu")

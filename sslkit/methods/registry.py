@@ -69,6 +69,8 @@ def create(name: str, data: Any = None, backbone: Any = None, **config: Any) -> 
     A combination that cannot train fails here with a ValueError naming it: data of a kind the
     method does not train on, a backbone for another kind of data, a ViT patch size that does not
     divide the images (and each method's own checks, e.g. MAE needs a ViT).
+    With spectrogram data (``load("spoken_digits", representation="log_mel")``), ``views="auto"``
+    becomes ``"spectrogram"``.
     """
     from sslkit import backbones
     checks.choice("name", name, names())
@@ -88,4 +90,11 @@ def create(name: str, data: Any = None, backbone: Any = None, **config: Any) -> 
         fits = [b for k in allowed for b in backbones.names(k)]
         raise ValueError(f"backbone={shown} encodes {backbone_kind} data; {name} trains on "
                          f"{' or '.join(allowed)} data: use one of {', '.join(fits)}")
-    return _REGISTRY[name](data=data, backbone=backbone, **config)
+    method = _REGISTRY[name](data=data, backbone=backbone, **config)
+    # Views that suit the data: image recipes (colour, crops, flips) are wrong for spectrograms, so
+    # views="auto" becomes "spectrogram" (sslkit.pretext.audio). Set in the config, so a checkpoint
+    # records it and load_method rebuilds the same method.
+    cfg = getattr(method, "config", None)
+    if data_kind == "spectrogram" and getattr(cfg, "views", None) == "auto":
+        cfg.views = "spectrogram"
+    return method

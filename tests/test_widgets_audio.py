@@ -50,7 +50,8 @@ def test_audio_explorer_follows_its_controls():
     w = audio_explorer(data, masking=True)
     first, sound = bytes(w.view.value), bytes(w.players["original"].value)
     x = data.x[0, 0]
-    mask = sslkit.pretext.audio.mask_spans(1, len(x) // 80, 0.065, 10,
+    frames = sslkit.backbones.create("wave_transformer").num_frames(len(x))   # 50: as the model masks
+    mask = sslkit.pretext.audio.mask_spans(1, frames, 0.065, 10,
                                            generator=torch.Generator().manual_seed(0))[0]   # (S,)
     assert mask.sum() >= 2 * 10                              # at least two spans of 10 frames
     assert bytes(w.players["masked spans silenced"].value) == wav_bytes(silence_frames(x, mask))
@@ -64,3 +65,20 @@ def test_audio_explorer_follows_its_controls():
     assert bytes(w.players["masked spans silenced"].value) != wav_bytes(silence_frames(data.x[3, 0], mask))
     with pytest.raises(ValueError, match="wave Dataset"):
         audio_explorer(sslkit.data.load("spoken_digits", "test", representation="log_mel"))
+
+
+def test_audio_explorer_masks_the_encoders_frames():
+    """A frame is ``hop`` samples apart and sees ``receptive`` samples: a clip has
+    (T - receptive) // hop + 1 frames to mask, none past them (not T // hop)."""
+    data = sslkit.data.load("spoken_digits", "test", representation="wave").subset(torch.arange(2))
+    T = data.x.shape[-1]
+    for receptive in (160, 2000):
+        frames = (T - receptive) // 80 + 1                  # 50 for the default encoder; 27
+        w = audio_explorer(data, masking=True, mask_prob=0.3, receptive=receptive)
+        original = _read_wav(bytes(w.players["original"].value))[1]
+        silenced = _read_wav(bytes(w.players["masked spans silenced"].value))[1]
+        changed = [n for n in range(T) if silenced[n] != original[n]]
+        assert changed and max(changed) < frames * 80, (receptive, max(changed))
+    assert sslkit.backbones.create("wave_transformer").num_frames(T) == (T - 160) // 80 + 1
+    with pytest.raises(ValueError, match="receptive"):
+        audio_explorer(data, receptive=40)                  # less than hop: not an encoder

@@ -114,11 +114,15 @@ class AudioExplorer(Explorer):
 
 
 def audio_explorer(data: Any, clip: int = 0, masking: bool = False, mask_prob: float = 0.065,
-                   span: int = 10, hop: int = 80, seed: int = 0) -> AudioExplorer:
+                   span: int = 10, hop: int = 80, receptive: int = 160, seed: int = 0) -> AudioExplorer:
     """Play a clip of ``data`` (a wave Dataset, e.g. ``spoken_digits``) with its wave and log-mel
     spectrogram beside the player. With ``masking``: wav2vec spans (``sslkit.pretext.audio.mask_spans``:
     starts drawn with probability ``mask_prob``, ``span`` frames each, at least 2 spans) shaded,
-    and a second player with those frames silenced. Controls: clip, and mask_prob / seed."""
+    and a second player with those frames silenced. Controls: clip, and mask_prob / seed.
+
+    ``hop`` and ``receptive`` are the encoder's frame step and the samples one frame sees (the default
+    ``wave_transformer``: 80 and 160), so a clip of T samples has ``(T - receptive) // hop + 1``
+    frames, as many as the model masks (50 for the 4,096-sample ``spoken_digits`` clips)."""
     from sslkit.pretext import audio as pretext_audio
     if getattr(data, "kind", None) != "signal" or getattr(data, "x", None) is None:
         raise ValueError(f"data must be a wave Dataset (kind 'signal', e.g. sslkit.data.load('spoken_digits', "
@@ -127,6 +131,7 @@ def audio_explorer(data: Any, clip: int = 0, masking: bool = False, mask_prob: f
     clip = checks.integer("clip", clip, min=0, max=len(data) - 1)
     span = checks.integer("span", span, min=1)
     hop = checks.integer("hop", hop, min=1)
+    receptive = checks.integer("receptive", receptive, min=hop, max=data.x.shape[-1])
     rate = int(data.meta.get("sample_rate", 8000))
     speakers = data.meta.get("factor_values", {}).get("speaker")
     controls: dict[str, widgets.Widget] = {
@@ -148,7 +153,7 @@ def audio_explorer(data: Any, clip: int = 0, masking: bool = False, mask_prob: f
         mask = None
         if masking:
             g = torch.Generator().manual_seed(int(controls["seed"].value))
-            mask = pretext_audio.mask_spans(1, len(x) // hop, float(controls["mask_prob"].value), span,
+            mask = pretext_audio.mask_spans(1, (len(x) - receptive) // hop + 1, float(controls["mask_prob"].value), span,
                                             generator=g)[0]                               # (S,)
         return x, label, mask
 

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks
-from sslkit.backbones import _inputs
 
 
 class Attention(nn.Module):
@@ -171,7 +170,7 @@ class ViT(nn.Module):
 
     def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Embedded patches with position, (B, N, D), in row-major patch order (as ``pretext.patchify``)."""
-        _inputs.images("x", x, self.in_channels)
+        checks.images("x", x, channels=(self.in_channels,))
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"x has size {h}x{w}; height and width must be multiples of "

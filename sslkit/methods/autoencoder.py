@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks, pretext
-from sslkit.methods.base import Method, check_images, default_backbone, keep_layout, make_config
+from sslkit.methods.base import Method, default_backbone, keep_layout, make_config
 from sslkit.methods.registry import register
 
 CORRUPTIONS = ("gaussian", "salt_pepper", "inpaint", "none")
@@ -108,7 +108,7 @@ class Autoencoder(Method):
         return x
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self._check(check_images(batch), "batch")                      # (B, C, H, W)
+        x = self._check(checks.images("batch", batch, min_batch=2), "batch")                      # (B, C, H, W)
         corrupted, holes = self.corrupt(x)
         corrupted = keep_layout(corrupted, x)                              # channels-last stays so
         rec = self.decoder(self.backbone.forward_features(corrupted))      # (B, C, H, W)

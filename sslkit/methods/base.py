@@ -18,7 +18,7 @@ Shared pieces (used by every method file):
     cosine_momentum(step, total_steps, base)     BYOL's momentum schedule, base -> 1
     frozen_copy(module)                          a deep copy that never receives gradients
     sync_batchnorm(method)                       SyncBatchNorm for DDP, except ``method.local_batchnorm``
-    check_images(x), two_views(x, views, ...)    the views hook of the image methods
+    two_views(x, views, ...)                     the views hook of the image methods
     resolve_views(views, size, paper)            what views="auto" means at an image size
     view_recipe_of(views, size, paper)           the ViewRecipe(s) behind a views setting
     normalized_std(z), view_similarity(z1, z2)   collapse monitor; mean cosine of positives/negatives
@@ -378,12 +378,6 @@ def check_views(views: Any) -> Views:
     if callable(views):
         return views
     return checks.choice("views", views, VIEW_RECIPES)
-
-
-def check_images(x: Any, name: str = "batch") -> torch.Tensor:
-    """Float images (B, C, H, W) with C in {1, 3}, as ``Dataset.batch`` returns them; B >= 2 (views
-    of one image have nothing to be contrasted or normalised against)."""
-    return checks.images(name, x, min_batch=2)
 
 
 def keep_layout(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

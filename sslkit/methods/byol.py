@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sslkit import checks, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, cosine_momentum,
+from sslkit.methods.base import (Method, Views, check_views, cosine_momentum,
                                  data_image_size, default_backbone, ema_update, frozen_copy,
                                  make_config, normalized_std, two_views, view_recipe_of,
                                  view_similarity)
@@ -71,7 +71,7 @@ class BYOL(Method):
         return view_recipe_of(self.config.views, self.image_size, paper="byol")
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="byol")
         # Each view goes through the networks as its own batch, as in the official code: BatchNorm
         # normalises each view with its own statistics (one pass over both would mix them).

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from sslkit import checks, distributed, heads, losses, pretext
-from sslkit.methods.base import (Method, Views, check_images, check_views, cosine_momentum,
+from sslkit.methods.base import (Method, Views, check_views, cosine_momentum,
                                  data_image_size, default_backbone, ema_update, frozen_copy,
                                  make_config, normalized_std, resolve_views, two_views, view_recipe_of)
 from sslkit.methods.registry import register
@@ -90,9 +90,8 @@ class DINOConfig:
     def __post_init__(self) -> None:
         for name in ("out_dim", "hidden_dim", "bottleneck_dim"):
             checks.integer(name, getattr(self, name), min=1)
-        for name in ("head_bn", "norm_last_layer"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
+        checks.boolean("head_bn", self.head_bn)
+        checks.boolean("norm_last_layer", self.norm_last_layer)
         checks.integer("freeze_last_layer", self.freeze_last_layer, min=0)
         if not callable(self.views):
             checks.choice("views", self.views, ("auto", "multicrop", "simclr", "byol", "weak"))
@@ -218,7 +217,7 @@ class DINO(Method):
         return torch.cat(out).unflatten(0, (len(crops), -1))
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         c = self.config
         crops = self.crops(x)                                            # 2 (+ n_local) crops
         student = self._forward(self.backbone, self.head, crops)         # (n_crops, B, K)

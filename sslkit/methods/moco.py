@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks, distributed, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, data_image_size, default_backbone,
+from sslkit.methods.base import (Method, Views, check_views, data_image_size, default_backbone,
                                  ema_update, frozen_copy, make_config, normalized_std, two_views,
                                  view_recipe_of)
 from sslkit.methods.registry import register
@@ -208,7 +208,7 @@ class MoCo(Method):
         return losses.info_nce(q, k, negatives=negatives, temperature=self.config.temperature), q, k
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="simclr")
         # A copy: the queue is changed in place below, and q's gradient needs the old values.
         negatives = self.queue.clone()                                   # (K, P)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks, heads, losses, pretext
-from sslkit.methods.base import (WEAK_MAX_SIZE, Method, Views, check_images, default_backbone, make_config,
+from sslkit.methods.base import (WEAK_MAX_SIZE, Method, Views, default_backbone, make_config,
                                  normalized_std, two_views)
 from sslkit.methods.registry import register
 
@@ -161,7 +161,7 @@ class SwAV(Method):
         self.queue_fill.fill_(self._fill)
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         c = self.config
         z = self.project(self.crops(x))                                  # (V, B, P) unit vectors
         w = self.prototypes.weight                                       # (K, P) unit rows
@@ -192,7 +192,7 @@ class SwAV(Method):
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Cosine of each image's projection with each prototype (B, K), in eval mode (BatchNorm with
         running statistics, so an image's scores do not depend on the rest of the batch)."""
-        x = check_images(x)
+        x = checks.images("batch", x, min_batch=2)
         was = self.training
         self.eval()
         try:

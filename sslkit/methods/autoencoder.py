@@ -132,11 +132,11 @@ class Autoencoder(Method):
         return corrupted, self.decoder(self.backbone.forward_features(corrupted))
 
 
-@register("autoencoder", "Denoising / inpainting autoencoder: rebuild the clean image from a corrupted one")
+@register(Autoencoder, "Denoising / inpainting autoencoder: rebuild the clean image from a corrupted one")
 def autoencoder(data: Any = None, backbone: Any = None, **config: Any) -> Autoencoder:
     """Denoising autoencoder (Vincent et al. 2008). ``config``: see :class:`AutoencoderConfig`."""
     cfg = make_config(AutoencoderConfig, config)
-    net = default_backbone(data, backbone, kind="image")
+    net = default_backbone(data, backbone, kind=Autoencoder.kinds[0])
     shape = tuple(data.sample_shape) if data is not None else \
         (getattr(net, "in_channels", cfg.in_channels), cfg.image_size, cfg.image_size)
     return Autoencoder(net, cfg, shape)

@@ -74,10 +74,10 @@ class BarlowTwins(Method):
         return {"loss": loss, "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(z1)}
 
 
-@register("barlow_twins", "Barlow Twins: drive the views' cross-correlation matrix to the identity")
+@register(BarlowTwins, "Barlow Twins: drive the views' cross-correlation matrix to the identity")
 def barlow_twins(data: Any = None, backbone: Any = None, **config: Any) -> BarlowTwins:
     """Barlow Twins (Zbontar et al. 2021). ``config``: see :class:`BarlowTwinsConfig`."""
     cfg = make_config(BarlowTwinsConfig, config)
-    method = BarlowTwins(default_backbone(data, backbone, kind="image"), cfg)
+    method = BarlowTwins(default_backbone(data, backbone, kind=BarlowTwins.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

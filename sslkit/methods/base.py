@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks
+from sslkit.eval.diagnostics import normalized_std  # noqa: F401 (the methods log it: one definition)
 
 
 class Method(nn.Module):
@@ -53,6 +54,9 @@ class Method(nn.Module):
     # Submodules (attribute paths) whose BatchNorm layers keep per-process statistics under DDP:
     # ``sync_batchnorm`` leaves them alone (MoCo's key encoder, which uses shuffle/split BN).
     local_batchnorm: ClassVar[tuple[str, ...]] = ()
+    # True when some trainable parameters get no gradient in some steps (SwAV's frozen prototypes):
+    # ``fit`` then builds DDP with ``find_unused_parameters=True`` (a search of the graph every step).
+    find_unused_parameters: bool = False
     # Side of the images the method is built for (from ``data`` at create); None when unknown.
     # Image methods use it to say which view recipe "auto" stands for (``view_recipe``).
     image_size: int | None = None
@@ -448,15 +452,6 @@ def two_views(x: torch.Tensor, views: Views = "auto", *, paper: str = "simclr",
 # logging helpers
 # --------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def normalized_std(z: torch.Tensor) -> torch.Tensor:
-    """Mean over dims of the per-dim std of L2-normalised embeddings (B, D) -> scalar.
-
-    About ``1/sqrt(D)`` for well-spread embeddings, 0 at complete collapse (Chen & He 2021, SimSiam
-    section 4.1).
-    """
-    return F.normalize(z.detach().float(), dim=1).std(dim=0).mean()
-
-
 @torch.no_grad()
 def view_similarity(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(pos_sim, neg_sim): mean cosine of matching pairs (z1[i], z2[i]) and of all other pairs (i != j)."""

@@ -96,10 +96,10 @@ class BYOL(Method):
         ema_update(self.target_projector, self.projector, self.tau)
 
 
-@register("byol", "BYOL: predict an EMA target network's embedding of the other view (no negatives)")
+@register(BYOL, "BYOL: predict an EMA target network's embedding of the other view (no negatives)")
 def byol(data: Any = None, backbone: Any = None, **config: Any) -> BYOL:
     """BYOL (Grill et al. 2020). ``config``: see :class:`BYOLConfig`."""
     cfg = make_config(BYOLConfig, config)
-    method = BYOL(default_backbone(data, backbone, kind="image"), cfg)
+    method = BYOL(default_backbone(data, backbone, kind=BYOL.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

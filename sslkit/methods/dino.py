@@ -262,10 +262,10 @@ class DINO(Method):
         return self.teacher_backbone.forward_features(x)
 
 
-@register("dino", "DINO: a student matches a centred, sharpened EMA teacher across multi-crop views")
+@register(DINO, "DINO: a student matches a centred, sharpened EMA teacher across multi-crop views")
 def dino(data: Any = None, backbone: Any = None, **config: Any) -> DINO:
     """DINO (Caron et al. 2021). ``config``: see :class:`DINOConfig`."""
     cfg = make_config(DINOConfig, config)
-    method = DINO(default_backbone(data, backbone, kind="image"), cfg)
+    method = DINO(default_backbone(data, backbone, kind=DINO.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

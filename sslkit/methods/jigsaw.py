@@ -91,9 +91,9 @@ class Jigsaw(Method):
         return {"loss": loss, "acc": acc}
 
 
-@register("jigsaw", "Jigsaw puzzles: predict the permutation that shuffled an image's tiles")
+@register(Jigsaw, "Jigsaw puzzles: predict the permutation that shuffled an image's tiles")
 def jigsaw(data: Any = None, backbone: Any = None, **config: Any) -> Jigsaw:
     """Jigsaw puzzles (Noroozi & Favaro 2016). ``config``: see :class:`JigsawConfig`."""
     cfg = make_config(JigsawConfig, config)
     size = min(data.sample_shape[-2:]) if data is not None and data.kind == "image" else cfg.image_size
-    return Jigsaw(default_backbone(data, backbone, kind="image"), cfg, size)
+    return Jigsaw(default_backbone(data, backbone, kind=Jigsaw.kinds[0]), cfg, size)

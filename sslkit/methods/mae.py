@@ -144,7 +144,7 @@ class MAE(Method):
         return x.masked_fill(pix, 0.0), rec, pix
 
 
-@register("mae", "MAE: reconstruct the pixels of 75% hidden patches with a ViT encoder-decoder")
+@register(MAE, "MAE: reconstruct the pixels of 75% hidden patches with a ViT encoder-decoder")
 def mae(data: Any = None, backbone: Any = None, **config: Any) -> MAE:
     """Masked autoencoder (He et al. 2022). ``config``: see :class:`MAEConfig`.
 
@@ -156,4 +156,4 @@ def mae(data: Any = None, backbone: Any = None, **config: Any) -> MAE:
         raise ValueError(f"mae needs a ViT backbone (it encodes only the visible patches); got "
                          f"backbone={backbone!r}, allowed: 'vit_tiny' or a ViT module")
     options = {"positions": "sincos"} if backbone == "vit_tiny" else None
-    return MAE(default_backbone(data, backbone, kind="image", options=options), cfg)
+    return MAE(default_backbone(data, backbone, kind=MAE.kinds[0], options=options), cfg)

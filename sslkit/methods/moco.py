@@ -233,10 +233,10 @@ class MoCo(Method):
         ema_update(self.key_projector, self.projector, self.config.momentum)
 
 
-@register("moco", "MoCo v2: InfoNCE against a queue of keys from a momentum (EMA) encoder")
+@register(MoCo, "MoCo v2: InfoNCE against a queue of keys from a momentum (EMA) encoder")
 def moco(data: Any = None, backbone: Any = None, **config: Any) -> MoCo:
     """MoCo v2 (He et al. 2020; Chen et al. 2020). ``config``: see :class:`MoCoConfig`."""
     cfg = make_config(MoCoConfig, config)
-    method = MoCo(default_backbone(data, backbone, kind="image"), cfg)
+    method = MoCo(default_backbone(data, backbone, kind=MoCo.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

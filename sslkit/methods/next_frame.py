@@ -90,11 +90,11 @@ class NextFrame(Method):
         return self._predict(clips)[:, -1]
 
 
-@register("next_frame", "Next-frame prediction: draw the next frame of a clip from the past frames")
+@register(NextFrame, "Next-frame prediction: draw the next frame of a clip from the past frames")
 def next_frame(data: Any = None, backbone: Any = None, **config: Any) -> NextFrame:
     """Future-frame prediction (Srivastava et al. 2015). ``config``: see :class:`NextFrameConfig`."""
     cfg = make_config(NextFrameConfig, config)
-    net = default_backbone(data, backbone, kind="clip")
+    net = default_backbone(data, backbone, kind=NextFrame.kinds[0])
     shape = tuple(data.sample_shape[1:]) if data is not None else \
         (getattr(net, "in_channels", cfg.in_channels), cfg.image_size, cfg.image_size)
     return NextFrame(net, cfg, shape)

@@ -63,8 +63,8 @@ class Rotation(Method):
         return {"loss": loss, "acc": acc}
 
 
-@register("rotation", "RotNet: predict which of 4 rotations was applied to an image")
+@register(Rotation, "RotNet: predict which of 4 rotations was applied to an image")
 def rotation(data: Any = None, backbone: Any = None, **config: Any) -> Rotation:
     """Rotation prediction (Gidaris et al. 2018). ``config``: see :class:`RotationConfig`."""
     cfg = make_config(RotationConfig, config)
-    return Rotation(default_backbone(data, backbone, kind="image"), cfg)
+    return Rotation(default_backbone(data, backbone, kind=Rotation.kinds[0]), cfg)

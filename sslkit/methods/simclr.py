@@ -73,10 +73,10 @@ class SimCLR(Method):
         return {"loss": loss, "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(z1)}
 
 
-@register("simclr", "SimCLR: contrast two views of each image against the rest of the batch (NT-Xent)")
+@register(SimCLR, "SimCLR: contrast two views of each image against the rest of the batch (NT-Xent)")
 def simclr(data: Any = None, backbone: Any = None, **config: Any) -> SimCLR:
     """SimCLR (Chen et al. 2020). ``config``: see :class:`SimCLRConfig`."""
     cfg = make_config(SimCLRConfig, config)
-    method = SimCLR(default_backbone(data, backbone, kind="image"), cfg)
+    method = SimCLR(default_backbone(data, backbone, kind=SimCLR.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

@@ -77,10 +77,10 @@ class SimSiam(Method):
         return {"loss": loss, "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(z1)}
 
 
-@register("simsiam", "SimSiam: predict the other view's embedding through a stop-gradient")
+@register(SimSiam, "SimSiam: predict the other view's embedding through a stop-gradient")
 def simsiam(data: Any = None, backbone: Any = None, **config: Any) -> SimSiam:
     """SimSiam (Chen & He 2021). ``config``: see :class:`SimSiamConfig`."""
     cfg = make_config(SimSiamConfig, config)
-    method = SimSiam(default_backbone(data, backbone, kind="image"), cfg)
+    method = SimSiam(default_backbone(data, backbone, kind=SimSiam.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

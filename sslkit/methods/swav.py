@@ -219,8 +219,8 @@ class SwAV(Method):
         return self.codes(x, sinkhorn).argmax(dim=-1)
 
 
-@register("swav", "SwAV: online clustering - each view predicts the Sinkhorn-balanced code of the others")
+@register(SwAV, "SwAV: online clustering - each view predicts the Sinkhorn-balanced code of the others")
 def swav(data: Any = None, backbone: Any = None, **config: Any) -> SwAV:
     """SwAV (Caron et al. 2020). ``config``: see :class:`SwAVConfig`."""
     cfg = make_config(SwAVConfig, config)
-    return SwAV(default_backbone(data, backbone, kind="image"), cfg)
+    return SwAV(default_backbone(data, backbone, kind=SwAV.kinds[0]), cfg)

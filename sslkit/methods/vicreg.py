@@ -89,10 +89,10 @@ class VICReg(Method):
                 "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(z1)}
 
 
-@register("vicreg", "VICReg: invariance + variance + covariance terms on the two views' embeddings")
+@register(VICReg, "VICReg: invariance + variance + covariance terms on the two views' embeddings")
 def vicreg(data: Any = None, backbone: Any = None, **config: Any) -> VICReg:
     """VICReg (Bardes et al. 2022). ``config``: see :class:`VICRegConfig`."""
     cfg = make_config(VICRegConfig, config)
-    method = VICReg(default_backbone(data, backbone, kind="image"), cfg)
+    method = VICReg(default_backbone(data, backbone, kind=VICReg.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

@@ -16,7 +16,6 @@ means at an image size; ``recipe_pair(name)`` gives the two :class:`ViewRecipe` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 

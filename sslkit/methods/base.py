@@ -370,9 +370,8 @@ def cosine_momentum(step: int, total_steps: int, base: float) -> float:
 # the views hook of the image methods
 # --------------------------------------------------------------------------------------------------
 VIEW_RECIPES = ("auto", "simclr", "cifar", "byol", "weak", "spectrogram")
-# Images of this side or smaller get the "weak" recipe from "auto" (sslkit.pretext.recipes.auto_views
-# decides every size; kept here for the methods that import it).
-WEAK_MAX_SIZE = 16
+# The views of the multi-crop methods (DINO, SwAV): 2 global + n_local local crops, or two views.
+MULTICROP_VIEWS = ("auto", "multicrop", "simclr", "byol", "weak")
 
 Views = str | Callable[..., torch.Tensor]
 
@@ -393,14 +392,29 @@ def keep_layout(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.contiguous(memory_format=_inputs.memory_format(like))
 
 
-def resolve_views(views: Views, image_size: int, paper: str = "simclr") -> Views:
+def check_multicrop_views(views: Any, n_local: Any) -> None:
+    """The ``views`` and ``n_local`` settings of a multi-crop method (DINO, SwAV): local crops
+    (``n_local`` > 0) need ``views`` "multicrop" or "auto"."""
+    if not callable(views):
+        checks.choice("views", views, MULTICROP_VIEWS)
+    if n_local is not None:
+        checks.integer("n_local", n_local, min=0)
+        if n_local > 0 and views not in ("auto", "multicrop"):
+            raise ValueError(f"n_local={n_local} needs views='multicrop' (or 'auto'); "
+                             f"views={views!r} makes two global views only")
+
+
+def resolve_views(views: Views, image_size: int, paper: str = "simclr", n_local: int | None = None
+                  ) -> Views:
     """``"auto"`` -> the recipe name for ``image_size`` (``sslkit.pretext.auto_views``: "weak" at
     <= 16 px, "cifar" at <= 32 px, else ``paper``; ``paper="multicrop"`` gives "weak" or
-    "multicrop"); other names and callables are returned as they are."""
+    "multicrop", and "multicrop" whenever ``n_local`` > 0); other names and callables are
+    returned as they are."""
     from sslkit.pretext import recipes
-    views = check_views(views)
+    if paper != "multicrop":
+        views = check_views(views)
     if views == "auto":
-        return recipes.auto_views(image_size, paper)
+        return recipes.auto_views(image_size, paper, n_local)
     return views
 
 

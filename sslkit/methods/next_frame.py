@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslkit import checks, pretext
-from sslkit.methods.autoencoder import ConvDecoder
+from sslkit import checks, heads, pretext
 from sslkit.methods.base import Method, default_backbone, make_config
 from sslkit.methods.registry import register
 
@@ -54,7 +53,7 @@ class NextFrame(Method):
         self.config = config
         self.frame_shape = tuple(frame_shape)                              # (C, H, W)
         self.gru = nn.GRU(backbone.embed_dim, config.hidden_dim, batch_first=True)
-        self.decoder = ConvDecoder(config.hidden_dim, frame_shape[0], frame_shape[1:], config.decoder_width)
+        self.decoder = heads.ConvDecoder(config.hidden_dim, frame_shape[0], frame_shape[1:], config.decoder_width)
         # Start from a dark frame (sigmoid(-3) = 0.05) instead of grey 0.5: moving-digit frames are
         # mostly black, so the first steps learn where the digit is, not the background level.
         nn.init.constant_(self.decoder.up[-1].bias, -3.0)

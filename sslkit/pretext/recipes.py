@@ -151,7 +151,7 @@ NAMED = {"simclr": (SIMCLR, SIMCLR), "cifar": (CIFAR, CIFAR), "byol": (BYOL_1, B
          "spectrogram": (SPECTROGRAM, SPECTROGRAM)}
 
 
-def auto_views(image_size: int, paper: str = "simclr") -> str:
+def auto_views(image_size: int, paper: str = "simclr", n_local: int | None = None) -> str:
     """The recipe that ``views="auto"`` stands for at ``image_size`` px, for a method following ``paper``.
 
     The one place every method's "auto" is decided:
@@ -161,9 +161,13 @@ def auto_views(image_size: int, paper: str = "simclr") -> str:
     * 17-32 px: ``"cifar"`` (SimCLR's CIFAR-10 setting) for two-view methods, whichever paper they
       follow (SimCLR, MoCo, SimSiam, BYOL, Barlow Twins, VICReg); ``"multicrop"`` for DINO;
     * larger: the paper's own recipe, ``paper`` itself ("simclr", "byol" or "multicrop").
+
+    A multi-crop method that asks for local crops (``n_local`` > 0) gets ``"multicrop"`` at every size.
     """
     image_size = checks.integer("image_size", image_size, min=1)
     checks.choice("paper", paper, PAPERS)
+    if paper == "multicrop" and n_local:
+        return "multicrop"
     if image_size <= SMALL_MAX_SIZE:
         return "weak"
     if paper == "multicrop":

@@ -107,18 +107,18 @@ class ViewRecipe:
         flip = _random.bernoulli(B, self.flip_p, generator, x.device) if self.flip_p > 0 else None
         v = V.crop_flip(x, boxes, flip, size)  # (B, C, *size), a fresh tensor
         if self.jitter_p > 0:
-            v = V._color_jitter_(v, self.brightness, self.contrast, self.saturation, self.hue,
-                                self.jitter_p, generator)
+            v = V.color_jitter_(v, self.brightness, self.contrast, self.saturation, self.hue,
+                                self.jitter_p, generator)                          # in place on v
         if self.gray_p > 0:
-            v = V._random_grayscale_(v, self.gray_p, generator)
+            v = V.random_grayscale_(v, self.gray_p, generator)
         if self.blur_p > 0:
-            v = V._gaussian_blur_(v, self.blur_sigma, self.blur_p, self.blur_kernel, generator)
+            v = V.gaussian_blur_(v, self.blur_sigma, self.blur_p, self.blur_kernel, generator)
         if self.solarize_p > 0:
-            v = V._solarize_(v, self.solarize_threshold, self.solarize_p, generator)
+            v = V.solarize_(v, self.solarize_threshold, self.solarize_p, generator)
         if self.noise_p > 0 and self.noise_std > 0:
-            v = V._gaussian_noise_(v, self.noise_std, self.noise_p, generator)
+            v = V.gaussian_noise_(v, self.noise_std, self.noise_p, generator)
         if self.cutout_p > 0:
-            v = V._cutout_(v, self.cutout_size, self.cutout_p, generator, 0.0)
+            v = V.cutout_(v, self.cutout_size, self.cutout_p, generator, 0.0)
         return v
 
 

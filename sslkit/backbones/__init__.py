@@ -4,7 +4,7 @@
     convnet         images (B, C, H, W)   128   forward_map (spatial features)
     resnet18_cifar  images, <= 32 px      512   3x3 stride-1 stem, no max-pool
     resnet18        images, larger        512   ImageNet stem
-    vit_tiny        images                192   forward_features(x, return_attention), forward_tokens(x)
+    vit_tiny        images                192   forward_features(x, return_attention), forward_tokens(x, ids_keep)
     transformer     tokens (B, L) int64   128   forward_tokens (per position)
     conv1d          signals (B, C, T)     128   forward_sequence (B, T', D)
     frames          clips (B, T, C, H, W) 128   encode_frames (B, T, D)

@@ -178,25 +178,31 @@ class ViT(nn.Module):
         t = self.patch_embed(x).flatten(2).transpose(1, 2)                        # (B, N, D)
         return t + self._pos(h // self.patch_size, w // self.patch_size)
 
-    def _encode(self, x: torch.Tensor, return_attention: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _encode(self, x: torch.Tensor, ids_keep: torch.Tensor | None,
+                return_attention: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         t = self.patch_tokens(x)                                                  # (B, N, D)
+        if ids_keep is not None:
+            checks.tensor("ids_keep", ids_keep, ndim=2, dtypes="int")
+            if ids_keep.shape[0] != t.shape[0]:
+                raise ValueError(f"ids_keep has {ids_keep.shape[0]} rows for a batch of {t.shape[0]}")
+            t = torch.gather(t, 1, ids_keep[..., None].expand(-1, -1, t.shape[-1]))  # (B, K, D)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(t.shape[0], -1, -1)  # (B, 1, D)
-        t = torch.cat([cls, t], dim=1)                                            # (B, 1+N, D)
+        t = torch.cat([cls, t], dim=1)                                            # (B, 1+K, D)
         attn = None
         for i, blk in enumerate(self.blocks):
             t, attn = blk(t, return_attention=return_attention and i == len(self.blocks) - 1)
         return self.norm(t), attn
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """All output tokens (B, 1 + N, D), CLS first (MAE's encoder, ``sslkit.methods.mae``, runs
-        these layers on the visible patches only)."""
-        return self._encode(x, False)[0]
+    def forward_tokens(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """All output tokens (B, 1 + K, D), CLS first; ``ids_keep`` (B, K) encodes only those patches
+        (what ``sslkit.methods.mae``'s ``forward_encoder`` writes out step by step)."""
+        return self._encode(x, ids_keep, False)[0]
 
     def forward_features(self, x: torch.Tensor, return_attention: bool = False
                          ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """CLS features (B, D); with ``return_attention`` also the last block's attention
         (B, heads, 1+N, 1+N), rows summing to 1 (row 0 is the CLS token's attention)."""
-        t, attn = self._encode(x, return_attention)
+        t, attn = self._encode(x, None, return_attention)
         return (t[:, 0], attn) if return_attention else t[:, 0]
 
     forward = forward_features

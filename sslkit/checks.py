@@ -128,6 +128,69 @@ def images(name: str, x: Any, channels: Sequence[int] = (1, 3), min_batch: int =
     return x
 
 
+def boolean(name: str, value: Any) -> bool:
+    """``value`` must be ``True`` or ``False`` (not 0/1, not a string)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be True or False")
+    return value
+
+
+def matching(*, ndim: int, min_batch: int = 1, why: str = "", **named: Any) -> None:
+    """Every keyword argument must be a float tensor of rank ``ndim``, all of one shape, with at least
+    ``min_batch`` rows (``why`` says what needs them). The first keyword names the batch size."""
+    names = list(named)
+    for name in names:
+        tensor(name, named[name], ndim=ndim, dtypes="float")
+    first = names[0]
+    for name in names[1:]:
+        same_shape(first, named[first], name, named[name])
+    n = named[first].shape[0]
+    if n < min_batch:
+        raise ValueError(f"{first} has batch size {n}; allowed: at least {min_batch} samples"
+                         + (f" ({why})" if why else ""))
+
+
+def embeddings(*, min_batch: int = 1, why: str = "", **named: Any) -> None:
+    """Each keyword argument must be a float (N, D) batch of embeddings, all of one shape, with
+    N >= ``min_batch``: ``checks.embeddings(z1=z1, z2=z2, min_batch=2, why="...")``."""
+    matching(ndim=2, min_batch=min_batch, why=why, **named)
+
+
+def stacked_views(**named: Any) -> tuple[torch.Tensor, ...]:
+    """Each keyword argument, a float (n, B, K) tensor of n views or a list of n (B, K) tensors,
+    stacked into one (n, B, K) tensor; all must agree in (B, K). Returns them in order."""
+    out = [_stack(name, x) for name, x in named.items()]
+    names = list(named)
+    for name, t in zip(names[1:], out[1:]):
+        if t.shape[1:] != out[0].shape[1:]:
+            raise ValueError(f"{names[0]} views have shape {tuple(out[0].shape[1:])} and {name} "
+                             f"views {tuple(t.shape[1:])}; both must be (B, K)")
+    return tuple(out)
+
+
+def _stack(name: str, x: Any) -> torch.Tensor:
+    if isinstance(x, (list, tuple)):
+        if not x:
+            raise ValueError(f"{name} is an empty list; give one (B, K) tensor per view")
+        for i, t in enumerate(x):
+            tensor(f"{name}[{i}]", t, ndim=2, dtypes="float")
+            if t.shape != x[0].shape:
+                raise ValueError(f"{name}[{i}] has shape {tuple(t.shape)}; every view must have shape "
+                                 f"{tuple(x[0].shape)}")
+        return torch.stack(list(x))
+    return tensor(name, x, ndim=3, dtypes="float")
+
+
+def mask(name: str, value: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """A (B, N) mask of bools (True = masked) or 0/1 numbers, of the given shape, as float."""
+    tensor(name, value)
+    if tuple(value.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {tuple(value.shape)}")
+    if value.is_complex():
+        raise ValueError(f"{name} must be bool (True = masked) or 0/1 numbers; got dtype {value.dtype}")
+    return value.to(torch.float32 if not value.is_floating_point() else value.dtype)
+
+
 def same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     """Two tensors must have the same shape."""
     if a.shape != b.shape:

@@ -5,6 +5,7 @@
     projection_head(512)                                   # SimCLR: 512 -> 2048 -> 128
     prediction_head(256, hidden_dim=1024)                  # BYOL/SimSiam predictor: 256 -> 1024 -> 256
     DINOHead(192, out_dim=1024)                            # MLP -> bottleneck -> L2 norm -> WN linear
+    ConvDecoder(128, 3, (32, 32))                          # code (B, D) -> image (B, C, H, W)
 """
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks
+from sslkit.backbones.vit import init_weights
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ def prediction_head(in_dim: int, hidden_dim: int = 512, out_dim: int | None = No
 class DINOHead(nn.Module):
     """DINO projection head (Caron et al. 2021, section 3.1 and appendix).
 
-    MLP (GELU, no BN) -> ``bottleneck_dim`` -> L2-normalise -> weight-normalised Linear to ``out_dim``
+    MLP (GELU; BatchNorm in the hidden layers with ``batch_norm``) -> ``bottleneck_dim`` -> L2-normalise -> weight-normalised Linear to ``out_dim``
     prototypes (no bias). With ``norm_last_layer`` the weight-norm gain is fixed at 1, so the
     last layer is a cosine classifier (DINO reports this stabilises training).
 
@@ -127,8 +131,10 @@ class DINOHead(nn.Module):
     """
 
     def __init__(self, in_dim: int, out_dim: int = 4096, hidden_dim: int = 2048,
-                 bottleneck_dim: int = 256, num_layers: int = 3, norm_last_layer: bool = True) -> None:
+                 bottleneck_dim: int = 256, num_layers: int = 3, norm_last_layer: bool = True,
+                 batch_norm: bool = False) -> None:
         super().__init__()
+        checks.boolean("batch_norm", batch_norm)
         num_layers = checks.integer("num_layers", num_layers, min=1)
         hidden_dim = checks.integer("hidden_dim", hidden_dim, min=1)
         self.mlp = mlp(MLPSpec(in_dim, (hidden_dim,) * (num_layers - 1), bottleneck_dim,
@@ -142,14 +148,13 @@ class DINOHead(nn.Module):
             self.register_buffer("weight_g", gain)        # fixed gain 1: cosine classifier
         else:
             self.weight_g = nn.Parameter(gain)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        self.apply(init_weights)                         # the ViT's: truncated normal, std 0.02
+        if batch_norm:   # Linear -> BatchNorm -> GELU hidden layers (the official use_bn_in_head)
+            # Built after the plain MLP, so a seed draws the same weights as the runs (and zoo
+            # entries) made when DINO swapped this MLP in itself.
+            self.mlp = mlp(MLPSpec(in_dim, (hidden_dim,) * (num_layers - 1), bottleneck_dim,
+                                   batch_norm=True, activation="gelu"))
+            self.mlp.apply(init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_dim) -> (B, out_dim) logits, float32 (float64 for float64 inputs) even under autocast.
@@ -165,3 +170,26 @@ class DINOHead(nn.Module):
             h = F.normalize(h, dim=-1)                                    # (B, bottleneck)
             weight = self.weight_g * F.normalize(self.weight_v, dim=1)    # (out_dim, bottleneck)
             return F.linear(h, weight.to(h.dtype))                        # (B, out_dim)
+
+
+class ConvDecoder(nn.Module):
+    """(B, D) code -> (B, C, H, W) image in [0, 1]: a linear map to a (2w, H/4, W/4) grid, two
+    stride-2 transposed convs (x4 upsampling), a 3x3 conv to C channels and a sigmoid."""
+
+    def __init__(self, in_dim: int, out_channels: int, image_size: tuple[int, int], width: int = 64) -> None:
+        super().__init__()
+        self.image_size = tuple(image_size)
+        self.start = (math.ceil(image_size[0] / 4), math.ceil(image_size[1] / 4))
+        self.width = width
+        self.fc = nn.Linear(in_dim, 2 * width * self.start[0] * self.start[1])
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, out_channels, 3, 1, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).reshape(z.shape[0], 2 * self.width, *self.start)   # (B, 2w, H/4, W/4)
+        out = self.up(h)                                                   # (B, C, ~H, ~W)
+        if out.shape[-2:] != self.image_size:                              # sizes not divisible by 4
+            out = F.interpolate(out, size=self.image_size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(out)

@@ -2,9 +2,8 @@
 
 The browser tests open every tutorial in a real JupyterLab and Voila to check that the widgets
 render and answer; they need the notebooks to *run*, not to learn. With ``SSLKIT_QUICK=1`` in the
-kernel's environment, :func:`sslkit.fit` stops after at most :data:`MAX_STEPS` steps and
-:func:`sslkit.eval.label_efficiency` uses at most :data:`MAX_SEEDS` seeds. Numbers printed in this
-mode are meaningless; never set it for teaching. For the same reason, inside IPython the
+kernel's environment, :func:`sslkit.fit` stops after at most :data:`MAX_STEPS` steps. Numbers
+printed in this mode are meaningless; never set it for teaching. For the same reason, inside IPython the
 lessons' ``assert`` claims only print a note in this mode (:func:`soften_notebook_asserts`, run by
 ``import sslkit``), so "Run All" reaches every widget.
 """
@@ -14,7 +13,6 @@ import ast
 import os
 
 MAX_STEPS = 5   # enough for every code path of a method (EMA, queues, schedules) to run
-MAX_SEEDS = 1   # one labelled subset per budget
 
 
 def enabled() -> bool:

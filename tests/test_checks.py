@@ -146,3 +146,26 @@ def test_embedded_datasets_take_numpy_seeds():
     seed = np.random.default_rng(0).integers(0, 100)  # what a NumPy workflow hands over
     a, b = sslkit.data.load("digits", seed=seed), sslkit.data.load("digits", seed=int(seed))
     assert torch.equal(a.x, b.x) and type(a.meta["seed"]) is int
+
+
+def test_group_checks_name_the_argument_the_value_and_what_is_allowed():
+    assert checks.boolean("flag", True) is True
+    with pytest.raises(ValueError, match=r"flag=1 must be True or False"):
+        checks.boolean("flag", 1)
+    z = torch.rand(3, 4)
+    checks.embeddings(z1=z, z2=z.clone(), min_batch=3)
+    with pytest.raises(ValueError, match=r"z2 must have rank 2"):
+        checks.embeddings(z1=z, z2=torch.rand(3))
+    with pytest.raises(ValueError, match=r"z1 and z2 must have the same shape; got \(3, 4\) and \(3, 5\)"):
+        checks.embeddings(z1=z, z2=torch.rand(3, 5))
+    with pytest.raises(ValueError, match=r"z1 has batch size 3; allowed: at least 4 samples \(why\)"):
+        checks.embeddings(z1=z, z2=z, min_batch=4, why="why")
+    s, t = checks.stacked_views(s=[z, z, z], t=torch.rand(2, 3, 4))
+    assert s.shape == (3, 3, 4) and t.shape == (2, 3, 4)
+    with pytest.raises(ValueError, match=r"s\[1\] has shape \(2, 4\)"):
+        checks.stacked_views(s=[z, z[:2]])
+    with pytest.raises(ValueError, match=r"s views have shape \(3, 4\) and t views \(3, 5\); both must be"):
+        checks.stacked_views(s=[z], t=[torch.rand(3, 5)])
+    with pytest.raises(ValueError, match=r"mask must have shape \(3, 4\); got \(3,\)"):
+        checks.mask("mask", torch.ones(3, dtype=torch.bool), (3, 4))
+    assert checks.mask("mask", torch.ones(3, 4, dtype=torch.bool), (3, 4)).dtype == torch.float32

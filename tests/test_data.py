@@ -390,11 +390,11 @@ def test_batch_and_subset_good_indices():
 def test_registries_mark_loaded_only_after_every_import(monkeypatch):
     from sslkit.data import registry as data_registry
     from sslkit.methods import registry as method_registry
-    for reg in (data_registry, method_registry):
-        monkeypatch.setattr(reg, "_loaded", False)
-        monkeypatch.setattr(reg, "_MODULES", reg._MODULES + ("no_such_module",))
+    for module, reg in ((data_registry, data_registry.DATASETS), (method_registry, method_registry.METHODS)):
+        monkeypatch.setattr(reg, "loaded", False)
+        monkeypatch.setattr(reg, "modules", reg.modules + ("no_such_module",))
         with pytest.raises(ModuleNotFoundError):
-            reg.names()
-        assert reg._loaded is False  # a later call retries (and fails loudly again)
+            module.names()
+        assert reg.loaded is False  # a later call retries (and fails loudly again)
         with pytest.raises(ModuleNotFoundError):
-            reg.names()
+            module.names()

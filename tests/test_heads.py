@@ -73,3 +73,22 @@ def test_heads_reject_wrong_input_width():
     assert isinstance(head, torch.nn.Sequential) and "0.weight" in head.state_dict()
     assert head(torch.randn(4, 16)).shape == (4, 4)
     assert isinstance(head[:2], torch.nn.Sequential)
+
+
+def test_dino_head_batch_norm_puts_batchnorm_in_the_hidden_layers_only():
+    plain, bn = heads.DINOHead(8, out_dim=16, hidden_dim=12, bottleneck_dim=4), \
+        heads.DINOHead(8, out_dim=16, hidden_dim=12, bottleneck_dim=4, batch_norm=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
+    assert [m.num_features for m in bn.modules() if isinstance(m, torch.nn.BatchNorm1d)] == [12, 12]
+    assert bn(torch.randn(5, 8)).shape == (5, 16)
+    linears = [m for m in bn.mlp if isinstance(m, torch.nn.Linear)]
+    assert all(m.weight.std() < 0.04 for m in linears)   # the shared init (std 0.02), not PyTorch's default
+    assert all(m.bias is None or not m.bias.any() for m in linears)
+    with pytest.raises(ValueError, match="batch_norm=1 must be True or False"):
+        heads.DINOHead(8, batch_norm=1)
+
+
+def test_conv_decoder_draws_images_of_the_asked_size_in_unit_range():
+    dec = heads.ConvDecoder(6, 3, (10, 14), width=4)
+    out = dec(torch.randn(2, 6))
+    assert out.shape == (2, 3, 10, 14) and out.min() >= 0 and out.max() <= 1

@@ -440,15 +440,7 @@ def test_ema_update_rejects_mismatched_shapes():
         ema_update(nn.Linear(4, 3), nn.Linear(5, 3), 0.9)
 
 
-class _StopAt(sslkit.train.Callback):
-    """A Ctrl-C after step ``at``: fit saves the checkpoint and stops."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, state) -> None:
-        if state.step == self.at:
-            raise KeyboardInterrupt
+from interrupts import RaiseAt  # noqa: E402 (a Ctrl-C after a step)
 
 
 def test_dino_resume_is_exact_across_the_freeze_and_the_temperature_warmup(tmp_path):
@@ -462,7 +454,7 @@ def test_dino_resume_is_exact_across_the_freeze_and_the_temperature_warmup(tmp_p
     h_full = sslkit.fit(full, data, steps=8, **kw)
     torch.manual_seed(0)
     part = make("dino", **config)
-    sslkit.fit(part, data, steps=8, checkpoint=tmp_path / "c.pt", callbacks=[_StopAt(3)], **kw)  # saves, stops
+    sslkit.fit(part, data, steps=8, checkpoint=tmp_path / "c.pt", callbacks=[RaiseAt(3)], **kw)  # saves, stops
     torch.manual_seed(0)
     resumed = make("dino", **config)
     h = sslkit.fit(resumed, data, steps=8, resume=tmp_path / "c.pt", **kw)

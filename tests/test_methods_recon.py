@@ -286,3 +286,21 @@ def test_jigsaw_checks_its_permutations_once(digits, monkeypatch):
     method.training_step(batch)
     method.training_step(batch)
     assert calls == [True, False, False]  # steps check shapes only
+
+
+def test_mae_encoder_is_the_vit_on_the_visible_patches():
+    """With nothing removed, MAE's own encoder pass is the backbone ViT's up to the patch order:
+    the CLS output equals forward_features, the patch outputs are forward_tokens' in ids_keep order."""
+    torch.manual_seed(0)
+    mae = sslkit.create("mae", backbone=backbones.create("vit_tiny", image_size=16, in_channels=3,
+                                                         embed_dim=32, depth=2, num_heads=2), mask_ratio=0.5)
+    x = torch.rand(3, 3, 16, 16)
+    latent, m = mae.forward_encoder(x, 0.0, torch.Generator().manual_seed(1))
+    tokens = mae.backbone.forward_tokens(x)                                  # (B, 1+N, D)
+    torch.testing.assert_close(latent[:, 0], mae.backbone.forward_features(x), atol=1e-5, rtol=1e-5)
+    kept = tokens[:, 1:].gather(1, m.ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
+    torch.testing.assert_close(latent[:, 1:], kept, atol=1e-5, rtol=1e-5)
+    n = mae.backbone.num_patches                                             # 64 patches of 2 px
+    assert m.ids_keep.shape == (3, n) and not torch.equal(m.ids_keep, torch.arange(n).expand(3, -1))
+    latent, m = mae.forward_encoder(x, 0.75)
+    assert latent.shape == (3, 1 + n // 4, 32) and m.mask.sum().item() == 3 * (n - n // 4)

@@ -12,7 +12,7 @@ import sslkit
 from sslkit import backbones, losses
 from sslkit.data import Dataset
 from sslkit.pretext import audio as P
-from sslkit.train import Callback, fit, load_method
+from sslkit.train import fit, load_method
 
 # A wave_transformer small enough for milliseconds per step: 2,048-sample waves -> 24 frames.
 TINY = dict(conv_width=16, embed_dim=32, depth=1, num_heads=2, pos_kernel=5, pos_groups=4)
@@ -170,13 +170,7 @@ def test_wav2vec_bad_input():
         backbones.create("wave_transformer", pos_kernel=4)
 
 
-class StopAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, state) -> None:
-        if state.step == self.step:
-            raise KeyboardInterrupt
+from interrupts import RaiseAt  # noqa: E402 (a Ctrl-C after a step)
 
 
 def test_wav2vec_resume_is_exact(speech, tmp_path):
@@ -184,7 +178,7 @@ def test_wav2vec_resume_is_exact(speech, tmp_path):
     full = tiny_wav2vec()
     h_full = fit(full, speech, **kw)
     part = tiny_wav2vec()
-    h1 = fit(part, speech, checkpoint=tmp_path / "w.pt", callbacks=[StopAt(3)], **kw)
+    h1 = fit(part, speech, checkpoint=tmp_path / "w.pt", callbacks=[RaiseAt(3)], **kw)
     assert h1.interrupted and len(h1) == 3
     torch.manual_seed(99)
     resumed = tiny_wav2vec()

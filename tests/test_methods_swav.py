@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 import sslkit
 from sslkit import backbones, distributed, losses
-from sslkit.train import Callback, fit
+from sslkit.train import fit
 
 SMALL = dict(proj_hidden=32, proj_dim=16, n_prototypes=12)
 
@@ -321,13 +321,7 @@ def test_multicrop_codes_come_from_the_global_crops_only(monkeypatch):
     assert shapes == [((4, 8, 12), (2, 8, 12))]             # 2 global + 2 local crops, codes for 2
 
 
-class _StopAt(Callback):
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_end(self, state):
-        if state.step == self.at:
-            raise KeyboardInterrupt
+from interrupts import RaiseAt  # noqa: E402 (a Ctrl-C after a step)
 
 
 def test_resume_is_exact_across_the_freeze_and_the_queue(tmp_path, digits):
@@ -339,7 +333,7 @@ def test_resume_is_exact_across_the_freeze_and_the_queue(tmp_path, digits):
     h_full = fit(full, data, steps=8, **kw)
     torch.manual_seed(0)
     part = tiny(**config)
-    fit(part, data, steps=8, checkpoint=tmp_path / "c.pt", callbacks=[_StopAt(3)], **kw)
+    fit(part, data, steps=8, checkpoint=tmp_path / "c.pt", callbacks=[RaiseAt(3)], **kw)
     torch.manual_seed(0)
     resumed = tiny(**config)
     h = fit(resumed, data, steps=8, resume=tmp_path / "c.pt", **kw)

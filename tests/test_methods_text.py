@@ -12,7 +12,7 @@ import sslkit
 from sslkit import backbones, losses
 from sslkit.methods import gpt as gpt_module
 from sslkit.methods import word2vec as w2v
-from sslkit.train import Callback, fit
+from sslkit.train import fit
 
 
 @pytest.fixture(scope="module")
@@ -338,13 +338,7 @@ def test_word2vec_bad_inputs(corpus):
 
 
 # --- resume, as for every method ---------------------------------------------------------------------
-class _StopAt(Callback):
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_end(self, state):
-        if state.step == self.at:
-            raise KeyboardInterrupt
+from interrupts import RaiseAt  # noqa: E402 (a Ctrl-C after a step)
 
 
 @pytest.mark.parametrize("name", ["gpt", "word2vec"])
@@ -356,7 +350,7 @@ def test_resume_is_exact(tmp_path, corpus, name):
     full = make()
     h_full = fit(full, data, steps=6, **kw)
     torch.manual_seed(0)
-    fit(make(), data, steps=6, checkpoint=tmp_path / "c.pt", callbacks=[_StopAt(4)], **kw)
+    fit(make(), data, steps=6, checkpoint=tmp_path / "c.pt", callbacks=[RaiseAt(4)], **kw)
     torch.manual_seed(0)
     resumed = make()
     h = fit(resumed, data, steps=6, resume=tmp_path / "c.pt", **kw)

@@ -153,3 +153,16 @@ def test_mask_tokens_special_ids_as_cpu_tensor_equals_list():
 def test_mask_tokens_bad_special_ids(special, match):
     with pytest.raises(ValueError, match=match):
         P.mask_tokens(torch.ones(2, 5, dtype=torch.long), 50, special, 1)
+
+
+def test_mask_indices_draws_what_random_masking_draws_without_gathering():
+    tokens = torch.randn(3, 10, 5)
+    full = P.random_masking(tokens, 0.6, generator=torch.Generator().manual_seed(4))
+    ids = P.mask_indices(3, 10, 0.6, generator=torch.Generator().manual_seed(4))
+    for a, b in zip((full.mask, full.ids_keep, full.ids_restore), ids):
+        assert torch.equal(a, b)
+    assert ids.mask.sum(1).tolist() == [6, 6, 6]
+    with pytest.raises(ValueError, match="mask_ratio"):
+        P.mask_indices(3, 10, 1.0)
+    with pytest.raises(ValueError, match="num_tokens"):
+        P.mask_indices(3, -1, 0.5)

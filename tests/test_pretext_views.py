@@ -110,7 +110,7 @@ def test_flip_per_sample():
 
 def _jitter_draws(seed, b, p):
     g = gen(seed)
-    apply = torch.rand(b, generator=g) < p  # same draw order as views._color_jitter_
+    apply = torch.rand(b, generator=g) < p  # same draw order as views.color_jitter_
     f = [torch.rand(b, generator=g) for _ in range(4)]
     return apply, f
 
@@ -223,12 +223,12 @@ def test_recipe_equals_its_ops_in_sequence():
     boxes = V.crop_boxes(8, 16, 16, r.scale, r.ratio, g, x.device)
     flip = _random.bernoulli(8, r.flip_p, g, x.device)
     v = V.crop_flip(x, boxes, flip, (16, 16))
-    v = V._color_jitter_(v, r.brightness, r.contrast, r.saturation, r.hue, r.jitter_p, g)
-    v = V._random_grayscale_(v, r.gray_p, g)
-    v = V._gaussian_blur_(v, r.blur_sigma, r.blur_p, None, g)
-    v = V._solarize_(v, r.solarize_threshold, r.solarize_p, g)
-    v = V._gaussian_noise_(v, r.noise_std, r.noise_p, g)
-    v = V._cutout_(v, r.cutout_size, r.cutout_p, g, 0.0)
+    v = V.color_jitter_(v, r.brightness, r.contrast, r.saturation, r.hue, r.jitter_p, g)
+    v = V.random_grayscale_(v, r.gray_p, g)
+    v = V.gaussian_blur_(v, r.blur_sigma, r.blur_p, None, g)
+    v = V.solarize_(v, r.solarize_threshold, r.solarize_p, g)
+    v = V.gaussian_noise_(v, r.noise_std, r.noise_p, g)
+    v = V.cutout_(v, r.cutout_size, r.cutout_p, g, 0.0)
     assert torch.equal(out, v)
 
 
@@ -279,5 +279,5 @@ def test_cuda_views_with_cuda_generator():
         P.simclr_views(x, generator=gen(0))
     out = P.color_jitter(x, p=1.0, generator=gen(1, "cuda"))  # same maths as on the CPU
     g = gen(1, "cuda")
-    torch.testing.assert_close(out.cpu(), V._color_jitter_(x.clone(), 0.4, 0.4, 0.4, 0.1, 1.0, g).cpu())
+    torch.testing.assert_close(out.cpu(), V.color_jitter_(x.clone(), 0.4, 0.4, 0.4, 0.1, 1.0, g).cpu())
     assert math.isfinite(out.sum().item())

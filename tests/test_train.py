@@ -191,13 +191,7 @@ def test_history_pads_terms_that_appear_late():
 
 
 # -- interruption -------------------------------------------------------------------------------
-class RaiseAt(Callback):
-    def __init__(self, step: int, exc=KeyboardInterrupt) -> None:
-        self.step, self.exc = step, exc
-
-    def on_step_end(self, state) -> None:
-        if state.step == self.step:
-            raise self.exc()
+from interrupts import RaiseAt  # noqa: E402 (a Ctrl-C after a step)
 
 
 def test_keyboard_interrupt_returns_history_and_keeps_the_model(tmp_path):

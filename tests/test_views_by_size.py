@@ -219,3 +219,10 @@ def test_recipe_keeps_the_layout_and_the_values():
     b = recipes.CIFAR(x.contiguous(memory_format=torch.channels_last), torch.Generator().manual_seed(1))
     assert b.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(a, b)                                          # same views, other layout
+
+
+def test_auto_views_gives_multicrop_at_every_size_when_local_crops_are_asked_for():
+    for size in (8, 16, 32, 96):
+        assert pretext.auto_views(size, "multicrop", n_local=2) == "multicrop"
+        assert pretext.auto_views(size, "multicrop", n_local=0) == pretext.auto_views(size, "multicrop")
+    assert pretext.auto_views(8, "simclr", n_local=2) == "weak"   # two-view methods: no local crops

@@ -11,6 +11,11 @@
     wave_transformer  raw audio (B, C, T) 128   latents (B, S, C), context(z, mask), forward_sequence
     spec_convnet    spectrograms (B, C, F, T) 512   convnet pooled over time only (8 frequency bands kept)
 
+Unlike timm, where ``forward_features`` returns the unpooled tokens or feature map and
+``forward_head`` pools them, here ``forward_features`` returns the pooled (B, D) vector that the
+heads, probes and kNN use; the unpooled outputs have their own names (``forward_map``,
+``forward_tokens``, ``forward_sequence``).
+
     net = sslkit.backbones.create("vit_tiny", image_size=32, in_channels=3)
     sslkit.backbones.names("image"), sslkit.backbones.input_kind("conv1d")   # -> [...], "signal"
 """
@@ -30,51 +35,50 @@ from sslkit.backbones.spectrogram import SpectrogramConvNet
 from sslkit.backbones.transformer import TextTransformer
 from sslkit.backbones.vit import ViT
 from sslkit.backbones.wave import WaveTransformer
+from sslkit.data.base import KINDS
+from sslkit.registry import Registry
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    "convnet": ConvNet,
-    "resnet18_cifar": resnet18_cifar,
-    "resnet18": resnet18,
-    "vit_tiny": ViT,
-    "transformer": TextTransformer,
-    "conv1d": Conv1dEncoder,
-    "frames": FrameEncoder,
-    "wave_transformer": WaveTransformer,
-    "spec_convnet": SpectrogramConvNet,
-}
-
-
-# The kind of data each backbone encodes (also the ``input_kind`` attribute of the module it builds).
-_KINDS = {"convnet": "image", "resnet18_cifar": "image", "resnet18": "image", "vit_tiny": "image",
-          "transformer": "text", "conv1d": "signal", "frames": "clip", "wave_transformer": "signal",
-          "spec_convnet": "spectrogram"}
+# name -> (builder, the kind of data it encodes: also the ``input_kind`` attribute of the module it builds)
+BACKBONES: Registry[tuple[Callable[..., nn.Module], str]] = Registry("sslkit.backbones")
+for _name, _builder, _kind in [
+    ("convnet", ConvNet, "image"),
+    ("resnet18_cifar", resnet18_cifar, "image"),
+    ("resnet18", resnet18, "image"),
+    ("vit_tiny", ViT, "image"),
+    ("transformer", TextTransformer, "text"),
+    ("conv1d", Conv1dEncoder, "signal"),
+    ("frames", FrameEncoder, "clip"),
+    ("wave_transformer", WaveTransformer, "signal"),
+    ("spec_convnet", SpectrogramConvNet, "spectrogram"),
+]:
+    BACKBONES.add(_name, (_builder, _kind))
+del _name, _builder, _kind
 
 
 def names(kind: str | None = None) -> list[str]:
-    """Backbone names for :func:`create`; with ``kind`` ("image", "text", "signal", "clip",
-    "spectrogram") only those that encode that kind of data."""
+    """Backbone names for :func:`create`; with ``kind`` (one of ``sslkit.data.KINDS``: "image",
+    "text", "signal", "clip", "spectrogram") only those that encode that kind of data."""
     if kind is None:
-        return list(_REGISTRY)
-    checks.choice("kind", kind, ("image", "text", "signal", "clip", "spectrogram"))
-    return [n for n in _REGISTRY if _KINDS[n] == kind]
+        return BACKBONES.names()
+    checks.choice("kind", kind, KINDS)
+    return [n for n, (_, k) in BACKBONES.entries.items() if k == kind]
 
 
 def input_kind(name: str) -> str:
     """The kind of data backbone ``name`` encodes: "image", "text", "signal", "clip" or "spectrogram"."""
-    checks.choice("name", name, names())
-    return _KINDS[name]
+    return BACKBONES.get(name)[1]
 
 
 def create(name: str, **kw: Any) -> nn.Module:
     """Build backbone ``name`` with keyword arguments ``kw`` (see each class)."""
-    checks.choice("name", name, names())
+    builder = BACKBONES.get(name)[0]
     try:
-        return _REGISTRY[name](**kw)
+        return builder(**kw)
     except TypeError as err:  # an unknown keyword: say which are allowed
         if "keyword" not in str(err) and "missing" not in str(err):
             raise
         import inspect
-        allowed = list(inspect.signature(_REGISTRY[name]).parameters)
+        allowed = list(inspect.signature(builder).parameters)
         raise ValueError(f"backbone {name!r}: {err}; keywords: {', '.join(allowed)}") from err
 
 

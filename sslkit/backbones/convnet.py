@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from sslkit import checks
-from sslkit.backbones import _inputs
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -47,7 +46,7 @@ class ConvNet(nn.Module):
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """Spatial feature map (B, D, H', W') before pooling."""
-        return self.features(_inputs.images("x", x, self.in_channels))
+        return self.features(checks.images("x", x, channels=(self.in_channels,)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.forward_map(x)).flatten(1)                  # (B, D)

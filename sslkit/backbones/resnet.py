@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from sslkit import checks
-from sslkit.backbones import _inputs
 
 
 class ResNet18(nn.Module):
@@ -39,7 +38,7 @@ class ResNet18(nn.Module):
         self.embed_dim = 512
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(_inputs.images("x", x, self.in_channels))          # (B, 512)
+        return self.net(checks.images("x", x, channels=(self.in_channels,)))          # (B, 512)
 
     forward = forward_features
 

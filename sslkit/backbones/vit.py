@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks
-from sslkit.backbones import _inputs
 
 
 class Attention(nn.Module):
@@ -171,7 +170,7 @@ class ViT(nn.Module):
 
     def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Embedded patches with position, (B, N, D), in row-major patch order (as ``pretext.patchify``)."""
-        _inputs.images("x", x, self.in_channels)
+        checks.images("x", x, channels=(self.in_channels,))
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"x has size {h}x{w}; height and width must be multiples of "
@@ -195,7 +194,8 @@ class ViT(nn.Module):
         return self.norm(t), attn
 
     def forward_tokens(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """All output tokens (B, 1 + K, D), CLS first; ``ids_keep`` (B, K) encodes only those patches (MAE)."""
+        """All output tokens (B, 1 + K, D), CLS first; ``ids_keep`` (B, K) encodes only those patches
+        (what ``sslkit.methods.mae``'s ``forward_encoder`` writes out step by step)."""
         return self._encode(x, ids_keep, False)[0]
 
     def forward_features(self, x: torch.Tensor, return_attention: bool = False

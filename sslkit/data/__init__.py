@@ -16,7 +16,7 @@ from sslkit import checks
 from sslkit.data.audio import log_mel, mfcc
 from sslkit.data.base import KINDS, Dataset, DatasetInfo
 from sslkit.data.real import DatasetUnavailable
-from sslkit.data.registry import REGISTRY, info, names, register
+from sslkit.data.registry import info, names, register
 
 __all__ = ["Dataset", "DatasetUnavailable", "DatasetInfo", "KINDS", "load", "names", "info", "register",
            "log_mel", "mfcc"]
@@ -34,8 +34,7 @@ def load(name: str, split: str = "train", root: str = "data", seed: int = 0, **o
 
     Move it to the GPU with ``ds.to(sslkit.device())``.
     """
-    checks.choice("name", name, names())
-    entry = REGISTRY[name]
+    entry = info(name)
     checks.choice("split", split, entry.splits)
     seed = checks.integer("seed", seed)  # a Python int: NumPy integers overflow in `seed % 2**63`
     if not isinstance(root, (str, bytes)) and not hasattr(root, "__fspath__"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -22,7 +22,7 @@ Kind = Literal["image", "text", "signal", "clip", "spectrogram"]
 #   signal: float32 (N, C, T)
 #   spectrogram: float32 (N, C, F, T) (frequency x time, e.g. log-mel in dB): image-shaped, but not an
 #       image - image views (colour, crops, flips) do not apply (see sslkit.data.spoken_digits)
-KINDS: tuple[str, ...] = ("image", "text", "signal", "clip", "spectrogram")
+KINDS: tuple[str, ...] = get_args(Kind)
 
 
 @dataclass

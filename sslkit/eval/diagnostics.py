@@ -31,8 +31,13 @@ def feature_std(feats: torch.Tensor) -> float:
     vector the std is 0; if they are spread like an isotropic Gaussian on the unit sphere it is
     about ``1/sqrt(D)``.
     """
-    z = F.normalize(_features("feats", feats, min_rows=2), dim=1)  # (N, D)
-    return z.std(0).mean().item()
+    return normalized_std(_features("feats", feats, min_rows=2)).item()
+
+
+def normalized_std(z: torch.Tensor) -> torch.Tensor:
+    """:func:`feature_std` of embeddings (B, D) as a scalar tensor, without checks or a host sync:
+    the training steps of the joint-embedding methods log it on every step."""
+    return F.normalize(z.detach().float(), dim=1).std(dim=0).mean()
 
 
 def effective_rank(feats: torch.Tensor, eps: float = 1e-7) -> float:

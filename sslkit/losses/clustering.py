@@ -68,20 +68,6 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     return (log_q + log_b).exp()                                          # rows sum to 1
 
 
-def _views(name: str, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    """A (n, B, K) tensor, or a list of n (B, K) tensors stacked into one."""
-    if isinstance(x, (list, tuple)):
-        if not x:
-            raise ValueError(f"{name} is an empty list; give one (B, K) tensor per view")
-        for i, t in enumerate(x):
-            checks.tensor(f"{name}[{i}]", t, ndim=2, dtypes="float")
-            if t.shape != x[0].shape:
-                raise ValueError(f"{name}[{i}] has shape {tuple(t.shape)}; every view must have shape "
-                                 f"{tuple(x[0].shape)}")
-        return torch.stack(list(x))
-    return checks.tensor(name, x, ndim=3, dtypes="float")
-
-
 @full_precision
 def swav_loss(scores: torch.Tensor | Sequence[torch.Tensor], codes: torch.Tensor | Sequence[torch.Tensor],
               temperature: float = 0.1) -> torch.Tensor:
@@ -98,11 +84,7 @@ def swav_loss(scores: torch.Tensor | Sequence[torch.Tensor], codes: torch.Tensor
     ``loss = mean_{i < A} mean_{v != i} mean_b [ -sum_k codes[i, b, k] log softmax(scores[v, b] / T)_k ]``
     - the official code's average: over the V - 1 predicting views, then over the A coded views.
     """
-    s = _views("scores", scores)                                      # (V, B, K)
-    q = _views("codes", codes)                                        # (A, B, K)
-    if q.shape[1:] != s.shape[1:]:
-        raise ValueError(f"codes views have shape {tuple(q.shape[1:])} and scores views "
-                         f"{tuple(s.shape[1:])}; both must be (B, K)")
+    s, q = checks.stacked_views(scores=scores, codes=codes)          # (V, B, K), (A, B, K)
     n_views, n_coded = s.shape[0], q.shape[0]
     if n_views < 2 or n_coded > n_views:
         raise ValueError(f"swav_loss needs V >= 2 views and at most V coded views; got V={n_views} "

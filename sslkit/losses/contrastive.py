@@ -11,12 +11,6 @@ from sslkit import checks
 from sslkit.losses._precision import full_precision, up
 
 
-def _pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    checks.tensor(name_a, a, ndim=2, dtypes="float")
-    checks.tensor(name_b, b, ndim=2, dtypes="float")
-    checks.same_shape(name_a, a, name_b, b)
-
-
 @full_precision
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR.
@@ -33,12 +27,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     the loss does not depend on the scale of ``z``. Returns the mean over the 2N anchors (scalar).
     Computed in float32 (float64 for float64 inputs), also under bf16 autocast.
     """
-    _pair("z1", z1, "z2", z2)
+    checks.embeddings(z1=z1, z2=z2, min_batch=2, why="the other samples are the negatives")
     temperature = checks.number("temperature", temperature, min=0.0, min_open=True)
     n = z1.shape[0]
-    if n < 2:
-        raise ValueError(f"z1 has batch size {n}; NT-Xent needs at least 2 samples (the other "
-                         f"samples are the negatives)")
     z1, z2 = up(z1), up(z2)                                          # fp32 under bf16 autocast
     z = F.normalize(torch.cat([z1, z2]), dim=1)                      # (2N, D)
     logits = z @ z.T / temperature                                    # (2N, 2N)
@@ -71,15 +62,13 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor | N
     Returns the mean cross-entropy over the N queries (scalar), computed in float32 (float64 for
     float64 inputs), also under bf16 autocast.
     """
-    _pair("query", query, "key", key)
+    checks.embeddings(query=query, key=key, min_batch=2 if negatives is None else 1,
+                      why="in-batch InfoNCE: the other keys are the negatives; or pass negatives")
     temperature = checks.number("temperature", temperature, min=0.0, min_open=True)
     query, key = up(query), up(key)                                  # fp32 under bf16 autocast
     if normalize:
         query, key = F.normalize(query, dim=1), F.normalize(key, dim=1)
     if negatives is None:
-        if query.shape[0] < 2:
-            raise ValueError(f"query has batch size {query.shape[0]}; in-batch InfoNCE needs at least "
-                             f"2 samples (or pass negatives)")
         logits = query @ key.T / temperature                              # (N, N)
         targets = torch.arange(query.shape[0], device=query.device)      # positives on the diagonal
         return F.cross_entropy(logits, targets)

@@ -10,19 +10,6 @@ from sslkit import checks
 from sslkit.losses._precision import full_precision, up
 
 
-def _stack(name: str, logits: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    if isinstance(logits, (list, tuple)):
-        if len(logits) == 0:
-            raise ValueError(f"{name} is an empty list; give one (B, K) tensor per view")
-        for i, t in enumerate(logits):
-            checks.tensor(f"{name}[{i}]", t, ndim=2, dtypes="float")
-            if t.shape != logits[0].shape:
-                raise ValueError(f"{name}[{i}] has shape {tuple(t.shape)}; every view must have shape "
-                                 f"{tuple(logits[0].shape)}")
-        return torch.stack(list(logits))
-    return checks.tensor(name, logits, ndim=3, dtypes="float")
-
-
 @full_precision
 def dino_loss(student_logits: torch.Tensor | Sequence[torch.Tensor],
               teacher_logits: torch.Tensor | Sequence[torch.Tensor], center: torch.Tensor,
@@ -47,12 +34,8 @@ def dino_loss(student_logits: torch.Tensor | Sequence[torch.Tensor],
     averaged over the batch and then over all such pairs. Computed in float32 (float64 for float64
     inputs), also under bf16 autocast.
     """
-    s = _stack("student_logits", student_logits)                     # (n_s, B, K)
-    t = _stack("teacher_logits", teacher_logits)                     # (n_t, B, K)
-    if s.shape[1:] != t.shape[1:]:
-        raise ValueError(f"student_logits views have shape {tuple(s.shape[1:])} and teacher_logits "
-                         f"views {tuple(t.shape[1:])}; both must be (B, K)")
-    checks.tensor("center", center, ndim=(1, 2), dtypes="float")
+    s, t = checks.stacked_views(student_logits=student_logits, teacher_logits=teacher_logits)
+    checks.tensor("center", center, ndim=(1, 2), dtypes="float")     # s: (n_s, B, K), t: (n_t, B, K)
     if center.numel() != s.shape[-1]:
         raise ValueError(f"center must have K={s.shape[-1]} entries (shape (K,) or (1, K)); got "
                          f"shape {tuple(center.shape)}")

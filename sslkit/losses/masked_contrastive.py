@@ -19,9 +19,7 @@ def candidate_logits(pred: torch.Tensor, targets: torch.Tensor, distractors: tor
     negative (as the official code does). Computed for all frames - no data-dependent shapes, so no
     host-device sync on a GPU; the loss keeps the masked ones.
     """
-    checks.tensor("pred", pred, ndim=3, dtypes="float")
-    checks.tensor("targets", targets, ndim=3, dtypes="float")
-    checks.same_shape("pred", pred, "targets", targets)
+    checks.matching(ndim=3, pred=pred, targets=targets)
     checks.tensor("distractors", distractors, ndim=3, dtypes="int")
     if tuple(distractors.shape[:2]) != tuple(pred.shape[:2]) or distractors.shape[2] < 1:
         raise ValueError(f"distractors has shape {tuple(distractors.shape)}; allowed: (B, S, K) with "

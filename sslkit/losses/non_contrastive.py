@@ -11,20 +11,7 @@ from sslkit import checks
 from sslkit.losses._precision import full_precision, up
 
 
-def _pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, min_batch: int = 1) -> None:
-    checks.tensor(name_a, a, ndim=2, dtypes="float")
-    checks.tensor(name_b, b, ndim=2, dtypes="float")
-    checks.same_shape(name_a, a, name_b, b)
-    if a.shape[0] < min_batch:
-        raise ValueError(f"{name_a} has batch size {a.shape[0]}; this loss needs at least {min_batch} "
-                         f"samples (it uses batch statistics)")
-
-
-def _one(name: str, z: torch.Tensor) -> None:
-    checks.tensor(name, z, ndim=2, dtypes="float")
-    if z.shape[0] < 2:
-        raise ValueError(f"{name} has batch size {z.shape[0]}; this term needs at least 2 samples "
-                         f"(it uses batch statistics)")
+STATS = "it uses batch statistics"
 
 
 @full_precision
@@ -39,7 +26,7 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor, detach: bool = True) -> to
         z: (N, D) targets (other branch).
         detach: stop the gradient into ``z`` (SimSiam's stop-gradient; without it SimSiam collapses).
     """
-    _pair("p", p, "z", z)
+    checks.embeddings(p=p, z=z)
     p, z = up(p), up(z)                                              # fp32 under bf16 autocast
     if detach:
         z = z.detach()
@@ -60,7 +47,7 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambda_: float = 5e-3) -> t
     variance, as the paper's BatchNorm), ``C = z1n.T @ z2n / N`` is the (D, D) cross-correlation, and
     the loss is ``sum_i (1 - C_ii)^2 + lambda_ * sum_{i != j} C_ij^2``.
     """
-    _pair("z1", z1, "z2", z2, min_batch=2)
+    checks.embeddings(z1=z1, z2=z2, min_batch=2, why=STATS)
     lambda_ = checks.number("lambda_", lambda_, min=0.0)
     z1, z2 = up(z1), up(z2)                                          # fp32 under bf16 autocast
     n = z1.shape[0]
@@ -77,7 +64,7 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambda_: float = 5e-3) -> t
 @full_precision
 def invariance_term(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """VICReg invariance ``s(Z, Z') = mean over all N*D entries of (z1 - z2)^2``. Bardes et al. 2022, eq. 5."""
-    _pair("z1", z1, "z2", z2)
+    checks.embeddings(z1=z1, z2=z2)
     return F.mse_loss(up(z1), up(z2))
 
 
@@ -88,7 +75,7 @@ def variance_term(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tor
     Bardes et al. 2022, "VICReg", eq. 1-2. ``z`` (N, D), N >= 2; unbiased variance. 0 when every
     dimension has std >= ``gamma``; it keeps the embeddings from collapsing to a point.
     """
-    _one("z", z)
+    checks.embeddings(z=z, min_batch=2, why=STATS)
     gamma = checks.number("gamma", gamma, min=0.0)
     eps = checks.number("eps", eps, min=0.0)
     std = torch.sqrt(up(z).var(dim=0) + eps)                                       # (D,)
@@ -102,7 +89,7 @@ def covariance_term(z: torch.Tensor) -> torch.Tensor:
     Bardes et al. 2022, "VICReg", eq. 3-4. ``z`` (N, D), N >= 2; unbiased covariance. 0 when the
     dimensions are uncorrelated over the batch.
     """
-    _one("z", z)
+    checks.embeddings(z=z, min_batch=2, why=STATS)
     n, d = z.shape
     z = up(z)                                                                  # fp32 under bf16 autocast
     zc = z - z.mean(dim=0)
@@ -127,7 +114,7 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, v
 
     ``covariance`` is ``c(z1) + c(z2)`` in both (paper and code agree).
     """
-    _pair("z1", z1, "z2", z2, min_batch=2)
+    checks.embeddings(z1=z1, z2=z2, min_batch=2, why=STATS)
     sim_weight = checks.number("sim_weight", sim_weight, min=0.0)
     var_weight = checks.number("var_weight", var_weight, min=0.0)
     cov_weight = checks.number("cov_weight", cov_weight, min=0.0)

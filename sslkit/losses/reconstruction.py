@@ -8,15 +8,6 @@ from sslkit import checks
 from sslkit.losses._precision import full_precision, up
 
 
-def _mask(name: str, mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    checks.tensor(name, mask)
-    if tuple(mask.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}; got {tuple(mask.shape)}")
-    if mask.is_complex():
-        raise ValueError(f"{name} must be bool (True = masked) or 0/1 numbers; got dtype {mask.dtype}")
-    return mask.to(torch.float32 if not mask.is_floating_point() else mask.dtype)
-
-
 def norm_pix(patches: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """MAE's normalised-pixel target: each patch minus its mean, over its std.
 
@@ -56,10 +47,8 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     mask with no removed patch gives 0 (nothing to reconstruct). Computed in float32 (float64 for
     float64 inputs), also under bf16 autocast.
     """
-    checks.tensor("pred", pred, ndim=3, dtypes="float")
-    checks.tensor("target", target, ndim=3, dtypes="float")
-    checks.same_shape("pred", pred, "target", target)
-    m = up(_mask("mask", mask, tuple(pred.shape[:2])))                # (B, N)
+    checks.matching(ndim=3, pred=pred, target=target)
+    m = up(checks.mask("mask", mask, tuple(pred.shape[:2])))        # (B, N)
     pred, target = up(pred), up(target)                             # fp32 under bf16 autocast
     if norm_pix:
         if target.shape[-1] < 2:
@@ -100,7 +89,7 @@ def mlm_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.T
     if targets.shape != logits.shape[:2]:
         raise ValueError(f"targets must have shape {tuple(logits.shape[:2])} (the (B, L) of logits); "
                          f"got {tuple(targets.shape)}")
-    m = up(_mask("mask", mask, tuple(targets.shape)))                # (B, L)
+    m = up(checks.mask("mask", mask, tuple(targets.shape)))                # (B, L)
     V = logits.shape[-1]
     _check_targets_on_cpu(targets, m, V)
     logits = up(logits)                                              # fp32 under bf16 autocast

@@ -11,7 +11,6 @@ The code h is the backbone's pooled feature vector - a bottleneck - so even ``co
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,34 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslkit import checks, pretext
-from sslkit.methods.base import Method, check_images, default_backbone, keep_layout, make_config
+from sslkit import checks, heads, pretext
+from sslkit.methods.base import Method, default_backbone, keep_layout, make_config
 from sslkit.methods.registry import register
 
 CORRUPTIONS = ("gaussian", "salt_pepper", "inpaint", "none")
-
-
-class ConvDecoder(nn.Module):
-    """(B, D) code -> (B, C, H, W) image in [0, 1]: a linear map to a (2w, H/4, W/4) grid, two
-    stride-2 transposed convs (x4 upsampling), a 3x3 conv to C channels and a sigmoid."""
-
-    def __init__(self, in_dim: int, out_channels: int, image_size: tuple[int, int], width: int = 64) -> None:
-        super().__init__()
-        self.image_size = tuple(image_size)
-        self.start = (math.ceil(image_size[0] / 4), math.ceil(image_size[1] / 4))
-        self.width = width
-        self.fc = nn.Linear(in_dim, 2 * width * self.start[0] * self.start[1])
-        self.up = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, out_channels, 3, 1, 1))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.fc(z).reshape(z.shape[0], 2 * self.width, *self.start)   # (B, 2w, H/4, W/4)
-        out = self.up(h)                                                   # (B, C, ~H, ~W)
-        if out.shape[-2:] != self.image_size:                              # sizes not divisible by 4
-            out = F.interpolate(out, size=self.image_size, mode="bilinear", align_corners=False)
-        return torch.sigmoid(out)
 
 
 @dataclass
@@ -86,7 +62,7 @@ class Autoencoder(Method):
         super().__init__(backbone)
         self.config = config
         self.image_shape = tuple(image_shape)                              # (C, H, W)
-        self.decoder = ConvDecoder(backbone.embed_dim, image_shape[0], image_shape[1:], config.decoder_width)
+        self.decoder = heads.ConvDecoder(backbone.embed_dim, image_shape[0], image_shape[1:], config.decoder_width)
 
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -108,7 +84,7 @@ class Autoencoder(Method):
         return x
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self._check(check_images(batch), "batch")                      # (B, C, H, W)
+        x = self._check(checks.images("batch", batch, min_batch=2), "batch")                      # (B, C, H, W)
         corrupted, holes = self.corrupt(x)
         corrupted = keep_layout(corrupted, x)                              # channels-last stays so
         rec = self.decoder(self.backbone.forward_features(corrupted))      # (B, C, H, W)
@@ -132,11 +108,11 @@ class Autoencoder(Method):
         return corrupted, self.decoder(self.backbone.forward_features(corrupted))
 
 
-@register("autoencoder", "Denoising / inpainting autoencoder: rebuild the clean image from a corrupted one")
+@register(Autoencoder, "Denoising / inpainting autoencoder: rebuild the clean image from a corrupted one")
 def autoencoder(data: Any = None, backbone: Any = None, **config: Any) -> Autoencoder:
     """Denoising autoencoder (Vincent et al. 2008). ``config``: see :class:`AutoencoderConfig`."""
     cfg = make_config(AutoencoderConfig, config)
-    net = default_backbone(data, backbone, kind="image")
+    net = default_backbone(data, backbone, kind=Autoencoder.kinds[0])
     shape = tuple(data.sample_shape) if data is not None else \
         (getattr(net, "in_channels", cfg.in_channels), cfg.image_size, cfg.image_size)
     return Autoencoder(net, cfg, shape)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from sslkit import checks, distributed, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, data_image_size,
+from sslkit.methods.base import (Method, Views, check_views, data_image_size,
                                  default_backbone, make_config, normalized_std, two_views,
                                  view_recipe_of, view_similarity)
 from sslkit.methods.registry import register
@@ -62,7 +62,7 @@ class BarlowTwins(Method):
         return view_recipe_of(self.config.views, self.image_size, paper="byol")
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="byol")
         # Each view through the network as its own batch (BatchNorm statistics per view), as the
         # official code does.
@@ -74,10 +74,10 @@ class BarlowTwins(Method):
         return {"loss": loss, "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(z1)}
 
 
-@register("barlow_twins", "Barlow Twins: drive the views' cross-correlation matrix to the identity")
+@register(BarlowTwins, "Barlow Twins: drive the views' cross-correlation matrix to the identity")
 def barlow_twins(data: Any = None, backbone: Any = None, **config: Any) -> BarlowTwins:
     """Barlow Twins (Zbontar et al. 2021). ``config``: see :class:`BarlowTwinsConfig`."""
     cfg = make_config(BarlowTwinsConfig, config)
-    method = BarlowTwins(default_backbone(data, backbone, kind="image"), cfg)
+    method = BarlowTwins(default_backbone(data, backbone, kind=BarlowTwins.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

@@ -18,7 +18,7 @@ Shared pieces (used by every method file):
     cosine_momentum(step, total_steps, base)     BYOL's momentum schedule, base -> 1
     frozen_copy(module)                          a deep copy that never receives gradients
     sync_batchnorm(method)                       SyncBatchNorm for DDP, except ``method.local_batchnorm``
-    check_images(x), two_views(x, views, ...)    the views hook of the image methods
+    two_views(x, views, ...)                     the views hook of the image methods
     resolve_views(views, size, paper)            what views="auto" means at an image size
     view_recipe_of(views, size, paper)           the ViewRecipe(s) behind a views setting
     normalized_std(z), view_similarity(z1, z2)   collapse monitor; mean cosine of positives/negatives
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks
+from sslkit.eval.diagnostics import normalized_std  # noqa: F401 (the methods log it: one definition)
 
 
 class Method(nn.Module):
@@ -53,6 +54,9 @@ class Method(nn.Module):
     # Submodules (attribute paths) whose BatchNorm layers keep per-process statistics under DDP:
     # ``sync_batchnorm`` leaves them alone (MoCo's key encoder, which uses shuffle/split BN).
     local_batchnorm: ClassVar[tuple[str, ...]] = ()
+    # True when some trainable parameters get no gradient in some steps (SwAV's frozen prototypes):
+    # ``fit`` then builds DDP with ``find_unused_parameters=True`` (a search of the graph every step).
+    find_unused_parameters: bool = False
     # Side of the images the method is built for (from ``data`` at create); None when unknown.
     # Image methods use it to say which view recipe "auto" stands for (``view_recipe``).
     image_size: int | None = None
@@ -366,9 +370,8 @@ def cosine_momentum(step: int, total_steps: int, base: float) -> float:
 # the views hook of the image methods
 # --------------------------------------------------------------------------------------------------
 VIEW_RECIPES = ("auto", "simclr", "cifar", "byol", "weak", "spectrogram")
-# Images of this side or smaller get the "weak" recipe from "auto" (sslkit.pretext.recipes.auto_views
-# decides every size; kept here for the methods that import it).
-WEAK_MAX_SIZE = 16
+# The views of the multi-crop methods (DINO, SwAV): 2 global + n_local local crops, or two views.
+MULTICROP_VIEWS = ("auto", "multicrop", "simclr", "byol", "weak")
 
 Views = str | Callable[..., torch.Tensor]
 
@@ -380,12 +383,6 @@ def check_views(views: Any) -> Views:
     return checks.choice("views", views, VIEW_RECIPES)
 
 
-def check_images(x: Any, name: str = "batch") -> torch.Tensor:
-    """Float images (B, C, H, W) with C in {1, 3}, as ``Dataset.batch`` returns them; B >= 2 (views
-    of one image have nothing to be contrasted or normalised against)."""
-    return checks.images(name, x, min_batch=2)
-
-
 def keep_layout(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``v`` in the memory format of the batch ``like`` (channels-last for conv nets, see
     ``sslkit.train.step.memory_format``): ops that
@@ -395,14 +392,29 @@ def keep_layout(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.contiguous(memory_format=_inputs.memory_format(like))
 
 
-def resolve_views(views: Views, image_size: int, paper: str = "simclr") -> Views:
+def check_multicrop_views(views: Any, n_local: Any) -> None:
+    """The ``views`` and ``n_local`` settings of a multi-crop method (DINO, SwAV): local crops
+    (``n_local`` > 0) need ``views`` "multicrop" or "auto"."""
+    if not callable(views):
+        checks.choice("views", views, MULTICROP_VIEWS)
+    if n_local is not None:
+        checks.integer("n_local", n_local, min=0)
+        if n_local > 0 and views not in ("auto", "multicrop"):
+            raise ValueError(f"n_local={n_local} needs views='multicrop' (or 'auto'); "
+                             f"views={views!r} makes two global views only")
+
+
+def resolve_views(views: Views, image_size: int, paper: str = "simclr", n_local: int | None = None
+                  ) -> Views:
     """``"auto"`` -> the recipe name for ``image_size`` (``sslkit.pretext.auto_views``: "weak" at
     <= 16 px, "cifar" at <= 32 px, else ``paper``; ``paper="multicrop"`` gives "weak" or
-    "multicrop"); other names and callables are returned as they are."""
+    "multicrop", and "multicrop" whenever ``n_local`` > 0); other names and callables are
+    returned as they are."""
     from sslkit.pretext import recipes
-    views = check_views(views)
+    if paper != "multicrop":
+        views = check_views(views)
     if views == "auto":
-        return recipes.auto_views(image_size, paper)
+        return recipes.auto_views(image_size, paper, n_local)
     return views
 
 
@@ -454,15 +466,6 @@ def two_views(x: torch.Tensor, views: Views = "auto", *, paper: str = "simclr",
 # logging helpers
 # --------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def normalized_std(z: torch.Tensor) -> torch.Tensor:
-    """Mean over dims of the per-dim std of L2-normalised embeddings (B, D) -> scalar.
-
-    About ``1/sqrt(D)`` for well-spread embeddings, 0 at complete collapse (Chen & He 2021, SimSiam
-    section 4.1).
-    """
-    return F.normalize(z.detach().float(), dim=1).std(dim=0).mean()
-
-
 @torch.no_grad()
 def view_similarity(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(pos_sim, neg_sim): mean cosine of matching pairs (z1[i], z2[i]) and of all other pairs (i != j)."""

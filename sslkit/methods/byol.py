@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sslkit import checks, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, cosine_momentum,
+from sslkit.methods.base import (Method, Views, check_views, cosine_momentum,
                                  data_image_size, default_backbone, ema_update, frozen_copy,
                                  make_config, normalized_std, two_views, view_recipe_of,
                                  view_similarity)
@@ -71,7 +71,7 @@ class BYOL(Method):
         return view_recipe_of(self.config.views, self.image_size, paper="byol")
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="byol")
         # Each view goes through the networks as its own batch, as in the official code: BatchNorm
         # normalises each view with its own statistics (one pass over both would mix them).
@@ -96,10 +96,10 @@ class BYOL(Method):
         ema_update(self.target_projector, self.projector, self.tau)
 
 
-@register("byol", "BYOL: predict an EMA target network's embedding of the other view (no negatives)")
+@register(BYOL, "BYOL: predict an EMA target network's embedding of the other view (no negatives)")
 def byol(data: Any = None, backbone: Any = None, **config: Any) -> BYOL:
     """BYOL (Grill et al. 2020). ``config``: see :class:`BYOLConfig`."""
     cfg = make_config(BYOLConfig, config)
-    method = BYOL(default_backbone(data, backbone, kind="image"), cfg)
+    method = BYOL(default_backbone(data, backbone, kind=BYOL.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

@@ -122,8 +122,8 @@ class CPC(Method):
         return {"context": (0, windows[t][1]), "targets": targets}
 
 
-@register("cpc", "Contrastive Predictive Coding: predict future encoder steps of a signal with InfoNCE")
+@register(CPC, "Contrastive Predictive Coding: predict future encoder steps of a signal with InfoNCE")
 def cpc(data: Any = None, backbone: Any = None, **config: Any) -> CPC:
     """CPC (van den Oord et al. 2018) on signals (B, C, T). ``config``: see :class:`CPCConfig`."""
     cfg = make_config(CPCConfig, config)
-    return CPC(default_backbone(data, backbone, kind="signal"), cfg)
+    return CPC(default_backbone(data, backbone, kind=CPC.kinds[0]), cfg)

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from sslkit import checks, distributed, heads, losses, pretext
-from sslkit.methods.base import (Method, Views, check_images, check_views, cosine_momentum,
+from sslkit.methods.base import (Method, Views, check_multicrop_views, cosine_momentum,
                                  data_image_size, default_backbone, ema_update, frozen_copy,
                                  make_config, normalized_std, resolve_views, two_views, view_recipe_of)
 from sslkit.methods.registry import register
@@ -90,17 +90,10 @@ class DINOConfig:
     def __post_init__(self) -> None:
         for name in ("out_dim", "hidden_dim", "bottleneck_dim"):
             checks.integer(name, getattr(self, name), min=1)
-        for name in ("head_bn", "norm_last_layer"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
+        checks.boolean("head_bn", self.head_bn)
+        checks.boolean("norm_last_layer", self.norm_last_layer)
         checks.integer("freeze_last_layer", self.freeze_last_layer, min=0)
-        if not callable(self.views):
-            checks.choice("views", self.views, ("auto", "multicrop", "simclr", "byol", "weak"))
-        if self.n_local is not None:
-            checks.integer("n_local", self.n_local, min=0)
-            if self.n_local > 0 and self.views not in ("auto", "multicrop"):
-                raise ValueError(f"n_local={self.n_local} needs views='multicrop' (or 'auto'); "
-                                 f"views={self.views!r} makes two global views only")
+        check_multicrop_views(self.views, self.n_local)
         for name in ("global_size", "local_size"):
             if getattr(self, name) is not None:
                 checks.integer(name, getattr(self, name), min=1)
@@ -113,13 +106,8 @@ class DINOConfig:
 
 def dino_head(in_dim: int, c: DINOConfig) -> heads.DINOHead:
     """The paper's head (MLP -> bottleneck -> L2 norm -> weight-normalised prototypes), BN optional."""
-    head = heads.DINOHead(in_dim, c.out_dim, c.hidden_dim, c.bottleneck_dim,
-                          norm_last_layer=c.norm_last_layer)
-    if c.head_bn:   # same MLP with Linear -> BatchNorm -> GELU hidden layers
-        head.mlp = heads.mlp(heads.MLPSpec(in_dim, (c.hidden_dim,) * 2, c.bottleneck_dim,
-                                           batch_norm=True, activation="gelu"))
-        head.mlp.apply(head._init)
-    return head
+    return heads.DINOHead(in_dim, c.out_dim, c.hidden_dim, c.bottleneck_dim,
+                          norm_last_layer=c.norm_last_layer, batch_norm=c.head_bn)
 
 
 class DINO(Method):
@@ -176,10 +164,7 @@ class DINO(Method):
     def _views(self, image_size: int) -> Views:
         """``config.views`` with "auto" resolved: multi-crop when local crops are asked for
         (n_local > 0), else by image size (``sslkit.pretext.auto_views``: "weak" <= 16 px)."""
-        c = self.config
-        if c.views != "auto":
-            return c.views
-        return "multicrop" if c.n_local else resolve_views("auto", image_size, paper="multicrop")
+        return resolve_views(self.config.views, image_size, paper="multicrop", n_local=self.config.n_local)
 
     @property
     def view_recipe(self) -> Any:
@@ -218,7 +203,7 @@ class DINO(Method):
         return torch.cat(out).unflatten(0, (len(crops), -1))
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         c = self.config
         crops = self.crops(x)                                            # 2 (+ n_local) crops
         student = self._forward(self.backbone, self.head, crops)         # (n_crops, B, K)
@@ -263,10 +248,10 @@ class DINO(Method):
         return self.teacher_backbone.forward_features(x)
 
 
-@register("dino", "DINO: a student matches a centred, sharpened EMA teacher across multi-crop views")
+@register(DINO, "DINO: a student matches a centred, sharpened EMA teacher across multi-crop views")
 def dino(data: Any = None, backbone: Any = None, **config: Any) -> DINO:
     """DINO (Caron et al. 2021). ``config``: see :class:`DINOConfig`."""
     cfg = make_config(DINOConfig, config)
-    method = DINO(default_backbone(data, backbone, kind="image"), cfg)
+    method = DINO(default_backbone(data, backbone, kind=DINO.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

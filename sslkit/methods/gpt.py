@@ -202,7 +202,7 @@ def ngram_perplexity(train: torch.Tensor, test: torch.Tensor, vocab_size: int, o
     return math.exp(-logp.mean().item())
 
 
-@register("gpt", "GPT: a causal Transformer predicts every next token (next-token cross-entropy)")
+@register(GPT, "GPT: a causal Transformer predicts every next token (next-token cross-entropy)")
 def gpt(data: Any = None, backbone: Any = None, **config: Any) -> GPT:
     """GPT-style language model (Radford et al. 2018). ``data``: a text Dataset (its tokenizer);
     required. ``backbone``: None or "transformer" (built with ``causal=True``), or a causal module."""
@@ -211,7 +211,7 @@ def gpt(data: Any = None, backbone: Any = None, **config: Any) -> GPT:
         raise ValueError("gpt needs data= a text Dataset with a tokenizer (e.g. sslkit.data.load('corpus')): "
                          "the vocabulary comes from it")
     if backbone is None or backbone == "transformer":
-        net = default_backbone(data, "transformer", kind="text")             # checks kind, vocabulary
+        net = default_backbone(data, "transformer", kind=GPT.kinds[0])             # checks kind, vocabulary
         kwargs = {**net.sslkit_kwargs, "causal": True}
         net = backbones.create("transformer", **kwargs)
         net.sslkit_name, net.sslkit_kwargs = "transformer", kwargs           # load_method rebuilds it
@@ -219,7 +219,7 @@ def gpt(data: Any = None, backbone: Any = None, **config: Any) -> GPT:
         raise ValueError(f"backbone={backbone!r}: gpt needs a causal token model; use None or "
                          f"'transformer' (built with causal=True), or pass such a module")
     else:
-        net = default_backbone(data, backbone, kind="text")
+        net = default_backbone(data, backbone, kind=GPT.kinds[0])
     if getattr(data, "tokenizer", None) is None:
         raise ValueError(f"data={data.name!r} has no tokenizer; gpt needs one for the vocabulary")
     return GPT(net, cfg, data.tokenizer)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks, heads, pretext
-from sslkit.methods.base import Method, check_images, default_backbone, keep_layout, make_config
+from sslkit.methods.base import Method, default_backbone, keep_layout, make_config
 from sslkit.methods.registry import register
 
 
@@ -78,7 +78,7 @@ class Jigsaw(Method):
         self.head = heads.mlp([g * backbone.embed_dim, config.head_hidden, k])
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                            # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                            # (B, C, H, W)
         # validate=False: the permutations were checked in __init__; re-checking reads them back
         # to the host, a GPU sync on every step.
         tiles, y = pretext.jigsaw(x, self.permutations, self.grid, tile_size=self.tile_size, validate=False)
@@ -91,9 +91,9 @@ class Jigsaw(Method):
         return {"loss": loss, "acc": acc}
 
 
-@register("jigsaw", "Jigsaw puzzles: predict the permutation that shuffled an image's tiles")
+@register(Jigsaw, "Jigsaw puzzles: predict the permutation that shuffled an image's tiles")
 def jigsaw(data: Any = None, backbone: Any = None, **config: Any) -> Jigsaw:
     """Jigsaw puzzles (Noroozi & Favaro 2016). ``config``: see :class:`JigsawConfig`."""
     cfg = make_config(JigsawConfig, config)
     size = min(data.sample_shape[-2:]) if data is not None and data.kind == "image" else cfg.image_size
-    return Jigsaw(default_backbone(data, backbone, kind="image"), cfg, size)
+    return Jigsaw(default_backbone(data, backbone, kind=Jigsaw.kinds[0]), cfg, size)

@@ -3,11 +3,14 @@
 He, Chen, Xie, Li, Dollar & Girshick (2022), "Masked Autoencoders Are Scalable Vision Learners",
 https://arxiv.org/abs/2111.06377.
 
-    x ─ patchify ─ random_masking(75%) ─> visible patches ─ ViT encoder ─> latent (B, 1+K, D)
+    x ─ patch embedding + positions ─ keep 25% by index ─> visible tokens ─ ViT blocks ─> latent (B, 1+K, D)
     latent + mask tokens, unshuffled ─ light decoder ─> pixels of every patch ─ MSE on removed ones
 
 The encoder only ever sees the visible 25% (cheap); the decoder is thrown away after training and
-evaluation uses the encoder's CLS features.
+evaluation uses the encoder's CLS features. Both passes are written out here (``forward_encoder``,
+``forward_decoder``, as the official ``models_mae.py``) with the layers of the backbone ViT
+(``patch_embed``, ``pos_embed``, ``cls_token``, ``blocks``, ``norm``), so the trained backbone is an
+ordinary ViT.
 
 As the paper: fixed 2-D sin-cos position embeddings in the encoder (a ``vit_tiny`` built by name
 gets ``positions="sincos"``; a ViT module passed in keeps its own) and in the decoder, AdamW with
@@ -62,7 +65,8 @@ class MAE(Method):
     adam_betas = (0.9, 0.95)  # paper (appendix A.1): AdamW beta2 = 0.95
 
     def __init__(self, backbone: nn.Module, config: MAEConfig) -> None:
-        for attr in ("forward_tokens", "patch_size", "num_patches", "image_size", "in_channels"):
+        for attr in ("patch_embed", "pos_embed", "cls_token", "blocks", "norm", "patch_size", "num_patches",
+                     "image_size", "in_channels"):
             if not hasattr(backbone, attr):
                 raise ValueError(f"mae needs a ViT backbone (e.g. 'vit_tiny') with {attr}; "
                                  f"got {type(backbone).__name__}")
@@ -95,7 +99,22 @@ class MAE(Method):
                              f"({self.backbone.in_channels}, {size}, {size}) images")
         return x
 
-    def _decode(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+    def forward_encoder(self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, pretext.MaskIndices]:
+        """Images (B, C, H, W) -> latent (B, 1+K, D) of the CLS token and the K visible patches, and
+        the masking (``mask`` (B, N) True = removed, ``ids_keep``, ``ids_restore``)."""
+        vit = self.backbone
+        t = vit.patch_embed(x).flatten(2).transpose(1, 2) + vit.pos_embed[:, 1:]  # (B, N, D), row-major
+        B, N, D = t.shape
+        m = pretext.mask_indices(B, N, mask_ratio, x.device, generator)
+        t = t.gather(1, m.ids_keep[..., None].expand(-1, -1, D))            # (B, K, D): visible only
+        cls = (vit.cls_token + vit.pos_embed[:, :1]).expand(B, -1, -1)     # (B, 1, D)
+        t = torch.cat([cls, t], dim=1)                                     # (B, 1+K, D)
+        for blk in vit.blocks:
+            t, _ = blk(t)
+        return vit.norm(t), m
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """latent (B, 1+K, D) -> predicted pixels of all N patches (B, N, P*P*C)."""
         h = self.decoder_embed(latent)                                     # (B, 1+K, d)
         b, n = ids_restore.shape
@@ -108,10 +127,9 @@ class MAE(Method):
         return self.decoder_pred(self.decoder_norm(seq))[:, 1:]           # (B, N, P*P*C)
 
     def _forward(self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None):
+        latent, m = self.forward_encoder(x, mask_ratio, generator)         # (B, 1+K, D)
         target = pretext.patchify(x, self.backbone.patch_size)            # (B, N, P*P*C)
-        m = pretext.random_masking(target, mask_ratio, generator=generator)  # mask (B, N), True = removed
-        latent = self.backbone.forward_tokens(x, m.ids_keep)               # (B, 1+K, D): visible only
-        return self._decode(latent, m.ids_restore), target, m.mask
+        return self.forward_decoder(latent, m.ids_restore), target, m.mask
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self._check(batch)                                             # (B, C, H, W)
@@ -144,7 +162,7 @@ class MAE(Method):
         return x.masked_fill(pix, 0.0), rec, pix
 
 
-@register("mae", "MAE: reconstruct the pixels of 75% hidden patches with a ViT encoder-decoder")
+@register(MAE, "MAE: reconstruct the pixels of 75% hidden patches with a ViT encoder-decoder")
 def mae(data: Any = None, backbone: Any = None, **config: Any) -> MAE:
     """Masked autoencoder (He et al. 2022). ``config``: see :class:`MAEConfig`.
 
@@ -156,4 +174,4 @@ def mae(data: Any = None, backbone: Any = None, **config: Any) -> MAE:
         raise ValueError(f"mae needs a ViT backbone (it encodes only the visible patches); got "
                          f"backbone={backbone!r}, allowed: 'vit_tiny' or a ViT module")
     options = {"positions": "sincos"} if backbone == "vit_tiny" else None
-    return MAE(default_backbone(data, backbone, kind="image", options=options), cfg)
+    return MAE(default_backbone(data, backbone, kind=MAE.kinds[0], options=options), cfg)

@@ -97,14 +97,14 @@ class MLM(Method):
                 for ps, idx in zip(top.values, top.indices)]
 
 
-@register("mlm", "Masked language modelling (BERT): predict 15% hidden tokens")
+@register(MLM, "Masked language modelling (BERT): predict 15% hidden tokens")
 def mlm(data: Any = None, backbone: Any = None, **config: Any) -> MLM:
     """BERT-style MLM. ``data``: a text Dataset (its tokenizer gives vocabulary and [MASK]); required."""
     cfg = make_config(MLMConfig, config)
     if data is None:
         raise ValueError("mlm needs data= a text Dataset with a tokenizer (e.g. sslkit.data.load('corpus')): "
                          "the vocabulary and the [MASK] id come from it")
-    net = default_backbone(data, backbone, kind="text")
+    net = default_backbone(data, backbone, kind=MLM.kinds[0])
     if getattr(data, "tokenizer", None) is None:
         raise ValueError(f"data={data.name!r} has no tokenizer; mlm needs one for the vocabulary and [MASK]")
     return MLM(net, cfg, data.tokenizer)

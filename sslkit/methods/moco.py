@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks, distributed, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, data_image_size, default_backbone,
+from sslkit.methods.base import (Method, Views, check_views, data_image_size, default_backbone,
                                  ema_update, frozen_copy, make_config, normalized_std, two_views,
                                  view_recipe_of)
 from sslkit.methods.registry import register
@@ -208,7 +208,7 @@ class MoCo(Method):
         return losses.info_nce(q, k, negatives=negatives, temperature=self.config.temperature), q, k
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="simclr")
         # A copy: the queue is changed in place below, and q's gradient needs the old values.
         negatives = self.queue.clone()                                   # (K, P)
@@ -233,10 +233,10 @@ class MoCo(Method):
         ema_update(self.key_projector, self.projector, self.config.momentum)
 
 
-@register("moco", "MoCo v2: InfoNCE against a queue of keys from a momentum (EMA) encoder")
+@register(MoCo, "MoCo v2: InfoNCE against a queue of keys from a momentum (EMA) encoder")
 def moco(data: Any = None, backbone: Any = None, **config: Any) -> MoCo:
     """MoCo v2 (He et al. 2020; Chen et al. 2020). ``config``: see :class:`MoCoConfig`."""
     cfg = make_config(MoCoConfig, config)
-    method = MoCo(default_backbone(data, backbone, kind="image"), cfg)
+    method = MoCo(default_backbone(data, backbone, kind=MoCo.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

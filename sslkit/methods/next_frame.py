@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslkit import checks, pretext
-from sslkit.methods.autoencoder import ConvDecoder
+from sslkit import checks, heads, pretext
 from sslkit.methods.base import Method, default_backbone, make_config
 from sslkit.methods.registry import register
 
@@ -54,7 +53,7 @@ class NextFrame(Method):
         self.config = config
         self.frame_shape = tuple(frame_shape)                              # (C, H, W)
         self.gru = nn.GRU(backbone.embed_dim, config.hidden_dim, batch_first=True)
-        self.decoder = ConvDecoder(config.hidden_dim, frame_shape[0], frame_shape[1:], config.decoder_width)
+        self.decoder = heads.ConvDecoder(config.hidden_dim, frame_shape[0], frame_shape[1:], config.decoder_width)
         # Start from a dark frame (sigmoid(-3) = 0.05) instead of grey 0.5: moving-digit frames are
         # mostly black, so the first steps learn where the digit is, not the background level.
         nn.init.constant_(self.decoder.up[-1].bias, -3.0)
@@ -90,11 +89,11 @@ class NextFrame(Method):
         return self._predict(clips)[:, -1]
 
 
-@register("next_frame", "Next-frame prediction: draw the next frame of a clip from the past frames")
+@register(NextFrame, "Next-frame prediction: draw the next frame of a clip from the past frames")
 def next_frame(data: Any = None, backbone: Any = None, **config: Any) -> NextFrame:
     """Future-frame prediction (Srivastava et al. 2015). ``config``: see :class:`NextFrameConfig`."""
     cfg = make_config(NextFrameConfig, config)
-    net = default_backbone(data, backbone, kind="clip")
+    net = default_backbone(data, backbone, kind=NextFrame.kinds[0])
     shape = tuple(data.sample_shape[1:]) if data is not None else \
         (getattr(net, "in_channels", cfg.in_channels), cfg.image_size, cfg.image_size)
     return NextFrame(net, cfg, shape)

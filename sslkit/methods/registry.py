@@ -1,59 +1,64 @@
 """A tiny registry so ``sslkit.create("simclr", ...)`` works from the CLI and notebooks."""
 from __future__ import annotations
 
-import importlib
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sslkit import checks
+from sslkit.registry import Registry
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
-_DESCRIPTIONS: dict[str, str] = {}
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., Any]
+    description: str
+    kinds: tuple[str, ...]
+
+
 # Method modules, imported on first use of the registry (each registers itself).
-_MODULES = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "mae",
-            "autoencoder", "rotation", "jigsaw", "mlm", "cpc", "next_frame", "swav", "gpt", "word2vec",
-            "wav2vec")
-_loaded = False
+METHODS: Registry[_Entry] = Registry("sslkit.methods", (
+    "simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "mae", "autoencoder",
+    "rotation", "jigsaw", "mlm", "cpc", "next_frame", "swav", "gpt", "word2vec", "wav2vec"))
+ALL_KINDS = ("image", "text", "signal", "clip")   # a factory whose method class is unknown: any data
 
 
-def register(name: str, description: str = "") -> Callable:
-    """Decorator for a factory ``f(data=None, backbone=None, **config) -> Method``."""
+def register(method: type | str, description: str = "") -> Callable:
+    """Decorator for a factory ``f(data=None, backbone=None, **config) -> Method``:
+    ``@register(SimCLR, "one line")`` registers it under ``SimCLR.name`` for ``SimCLR.kinds`` of data
+    (``@register("name")`` also works: the kinds then come from the factory's return annotation)."""
     def deco(factory: Callable) -> Callable:
-        _REGISTRY[name] = factory
-        _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().split("\n")[0]
+        if isinstance(method, str):
+            name, kinds = method, _annotated_kinds(factory)
+        else:
+            name, kinds = method.name, tuple(method.kinds)
+        METHODS.add(name, _Entry(factory, description or (factory.__doc__ or "").strip().split("\n")[0],
+                                 kinds))
         return factory
     return deco
 
 
-def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        for mod in _MODULES:
-            importlib.import_module(f"sslkit.methods.{mod}")
-        _loaded = True  # only once every module registered: a failed import is retried (and raises again)
+def _annotated_kinds(factory: Callable) -> tuple[str, ...]:
+    try:
+        method_cls = typing.get_type_hints(factory).get("return")   # the factory's "-> SimCLR"
+    except (NameError, TypeError):                                   # unresolvable annotations
+        method_cls = None
+    return tuple(getattr(method_cls, "kinds", ALL_KINDS))
 
 
 def names() -> list[str]:
     """Registered method names."""
-    _ensure_loaded()
-    return list(_REGISTRY)
+    return METHODS.names()
 
 
 def describe() -> dict[str, str]:
     """name -> one-line description."""
-    _ensure_loaded()
-    return dict(_DESCRIPTIONS)
+    return {n: METHODS.entries[n].description for n in METHODS.names()}
 
 
 def kinds(name: str) -> tuple[str, ...]:
     """The data kinds method ``name`` trains on (its class's ``kinds``), e.g. ``("image",)``."""
-    checks.choice("name", name, names())
-    try:
-        method_cls = typing.get_type_hints(_REGISTRY[name]).get("return")   # the factory's "-> SimCLR"
-    except (NameError, TypeError):                                           # unresolvable annotations
-        method_cls = None
-    return tuple(getattr(method_cls, "kinds", ("image", "text", "signal", "clip")))
+    return METHODS.get(name).kinds
 
 
 def create(name: str, data: Any = None, backbone: Any = None, **config: Any) -> Any:
@@ -73,7 +78,6 @@ def create(name: str, data: Any = None, backbone: Any = None, **config: Any) -> 
     becomes ``"spectrogram"``.
     """
     from sslkit import backbones
-    checks.choice("name", name, names())
     allowed = kinds(name)
     data_kind = getattr(data, "kind", None)
     if isinstance(data_kind, str) and data_kind not in allowed:
@@ -90,7 +94,7 @@ def create(name: str, data: Any = None, backbone: Any = None, **config: Any) -> 
         fits = [b for k in allowed for b in backbones.names(k)]
         raise ValueError(f"backbone={shown} encodes {backbone_kind} data; {name} trains on "
                          f"{' or '.join(allowed)} data: use one of {', '.join(fits)}")
-    method = _REGISTRY[name](data=data, backbone=backbone, **config)
+    method = METHODS.get(name).factory(data=data, backbone=backbone, **config)
     # Views that suit the data: image recipes (colour, crops, flips) are wrong for spectrograms, so
     # views="auto" becomes "spectrogram" (sslkit.pretext.audio). Set in the config, so a checkpoint
     # records it and load_method rebuilds the same method.

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks, heads, pretext
-from sslkit.methods.base import Method, check_images, default_backbone, keep_layout, make_config
+from sslkit.methods.base import Method, default_backbone, keep_layout, make_config
 from sslkit.methods.registry import register
 
 
@@ -32,8 +32,7 @@ class RotationConfig:
     head_hidden: int = 256
 
     def __post_init__(self) -> None:
-        if not isinstance(self.all_rotations, bool):
-            raise ValueError(f"all_rotations={self.all_rotations!r} must be True or False")
+        checks.boolean("all_rotations", self.all_rotations)
         checks.integer("head_hidden", self.head_hidden, min=0)
 
 
@@ -49,7 +48,7 @@ class Rotation(Method):
         self.head = heads.mlp([d, config.head_hidden, 4] if config.head_hidden else [d, 4])
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                            # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                            # (B, C, H, W)
         if x.shape[-1] != x.shape[-2]:
             raise ValueError(f"batch has shape {tuple(x.shape)}; rotation needs square images")
         if self.config.all_rotations:
@@ -64,8 +63,8 @@ class Rotation(Method):
         return {"loss": loss, "acc": acc}
 
 
-@register("rotation", "RotNet: predict which of 4 rotations was applied to an image")
+@register(Rotation, "RotNet: predict which of 4 rotations was applied to an image")
 def rotation(data: Any = None, backbone: Any = None, **config: Any) -> Rotation:
     """Rotation prediction (Gidaris et al. 2018). ``config``: see :class:`RotationConfig`."""
     cfg = make_config(RotationConfig, config)
-    return Rotation(default_backbone(data, backbone, kind="image"), cfg)
+    return Rotation(default_backbone(data, backbone, kind=Rotation.kinds[0]), cfg)

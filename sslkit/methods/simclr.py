@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from sslkit import checks, distributed, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, data_image_size,
+from sslkit.methods.base import (Method, Views, check_views, data_image_size,
                                  default_backbone, make_config, normalized_std, two_views,
                                  view_recipe_of, view_similarity)
 from sslkit.methods.registry import register
@@ -60,7 +60,7 @@ class SimCLR(Method):
         return view_recipe_of(self.config.views, self.image_size, paper="simclr")
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="simclr")
         # One pass over both views: BatchNorm normalises over all 2B views together - the paper's
         # global BN (its official code concatenates the views along the batch the same way).
@@ -73,10 +73,10 @@ class SimCLR(Method):
         return {"loss": loss, "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(z1)}
 
 
-@register("simclr", "SimCLR: contrast two views of each image against the rest of the batch (NT-Xent)")
+@register(SimCLR, "SimCLR: contrast two views of each image against the rest of the batch (NT-Xent)")
 def simclr(data: Any = None, backbone: Any = None, **config: Any) -> SimCLR:
     """SimCLR (Chen et al. 2020). ``config``: see :class:`SimCLRConfig`."""
     cfg = make_config(SimCLRConfig, config)
-    method = SimCLR(default_backbone(data, backbone, kind="image"), cfg)
+    method = SimCLR(default_backbone(data, backbone, kind=SimCLR.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

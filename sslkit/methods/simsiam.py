@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from sslkit import checks, heads, losses
-from sslkit.methods.base import (Method, Views, check_images, check_views, data_image_size,
+from sslkit.methods.base import (Method, Views, check_views, data_image_size,
                                  default_backbone, make_config, normalized_std, two_views,
                                  view_recipe_of, view_similarity)
 from sslkit.methods.registry import register
@@ -63,7 +63,7 @@ class SimSiam(Method):
         return view_recipe_of(self.config.views, self.image_size, paper="simclr")
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="simclr")
         # Each view through the network as its own batch (BatchNorm statistics per view), as the
         # official code does.
@@ -77,10 +77,10 @@ class SimSiam(Method):
         return {"loss": loss, "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(z1)}
 
 
-@register("simsiam", "SimSiam: predict the other view's embedding through a stop-gradient")
+@register(SimSiam, "SimSiam: predict the other view's embedding through a stop-gradient")
 def simsiam(data: Any = None, backbone: Any = None, **config: Any) -> SimSiam:
     """SimSiam (Chen & He 2021). ``config``: see :class:`SimSiamConfig`."""
     cfg = make_config(SimSiamConfig, config)
-    method = SimSiam(default_backbone(data, backbone, kind="image"), cfg)
+    method = SimSiam(default_backbone(data, backbone, kind=SimSiam.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslkit import checks, heads, losses, pretext
-from sslkit.methods.base import (WEAK_MAX_SIZE, Method, Views, check_images, default_backbone, make_config,
-                                 normalized_std, two_views)
+from sslkit.methods.base import (Method, Views, check_multicrop_views, default_backbone, make_config,
+                                 normalized_std, resolve_views, two_views)
 from sslkit.methods.registry import register
 
 
@@ -68,13 +68,7 @@ class SwAVConfig:
             checks.integer(name, getattr(self, name), min=0)
         checks.number("temperature", self.temperature, min=0.0, min_open=True)
         checks.number("epsilon", self.epsilon, min=0.0, min_open=True)
-        if not callable(self.views):
-            checks.choice("views", self.views, ("auto", "multicrop", "simclr", "byol", "weak"))
-        if self.n_local is not None:
-            checks.integer("n_local", self.n_local, min=0)
-            if self.n_local > 0 and self.views not in ("auto", "multicrop"):
-                raise ValueError(f"n_local={self.n_local} needs views='multicrop' (or 'auto'); "
-                                 f"views={self.views!r} makes two global views only")
+        check_multicrop_views(self.views, self.n_local)
         for name in ("global_scale", "local_scale"):
             lo, _ = checks.number_range(name, getattr(self, name), min=0.0, max=1.0)
             checks.number(f"{name}[0]", lo, min=0.0, min_open=True)
@@ -117,9 +111,8 @@ class SwAV(Method):
     def crops(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The views of ``x`` (B, C, H, W): 2 global crops first, then the local crops."""
         c = self.config
-        views = c.views
-        if views == "auto":   # local crops when asked for (n_local > 0) or when the images are big enough
-            views = "weak" if min(x.shape[-2:]) <= WEAK_MAX_SIZE and not c.n_local else "multicrop"
+        # "auto": local crops when asked for (n_local > 0) or when the images are big enough
+        views = resolve_views(c.views, min(x.shape[-2:]), paper="multicrop", n_local=c.n_local)
         if views == "multicrop":
             return pretext.multicrop(x, n_global=2, n_local=4 if c.n_local is None else c.n_local,
                                      global_scale=c.global_scale, local_scale=c.local_scale,
@@ -161,7 +154,7 @@ class SwAV(Method):
         self.queue_fill.fill_(self._fill)
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         c = self.config
         z = self.project(self.crops(x))                                  # (V, B, P) unit vectors
         w = self.prototypes.weight                                       # (K, P) unit rows
@@ -192,7 +185,7 @@ class SwAV(Method):
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Cosine of each image's projection with each prototype (B, K), in eval mode (BatchNorm with
         running statistics, so an image's scores do not depend on the rest of the batch)."""
-        x = check_images(x)
+        x = checks.images("batch", x, min_batch=2)
         was = self.training
         self.eval()
         try:
@@ -219,8 +212,8 @@ class SwAV(Method):
         return self.codes(x, sinkhorn).argmax(dim=-1)
 
 
-@register("swav", "SwAV: online clustering - each view predicts the Sinkhorn-balanced code of the others")
+@register(SwAV, "SwAV: online clustering - each view predicts the Sinkhorn-balanced code of the others")
 def swav(data: Any = None, backbone: Any = None, **config: Any) -> SwAV:
     """SwAV (Caron et al. 2020). ``config``: see :class:`SwAVConfig`."""
     cfg = make_config(SwAVConfig, config)
-    return SwAV(default_backbone(data, backbone, kind="image"), cfg)
+    return SwAV(default_backbone(data, backbone, kind=SwAV.kinds[0]), cfg)

@@ -23,7 +23,7 @@ from torch import nn
 
 from sslkit import checks, distributed, heads, losses
 from sslkit.losses.non_contrastive import VAR_REDUCTIONS
-from sslkit.methods.base import (Method, Views, check_images, check_views, data_image_size,
+from sslkit.methods.base import (Method, Views, check_views, data_image_size,
                                  default_backbone, make_config, normalized_std, two_views,
                                  view_recipe_of, view_similarity)
 from sslkit.methods.registry import register
@@ -74,7 +74,7 @@ class VICReg(Method):
         return view_recipe_of(self.config.views, self.image_size, paper="byol")
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = check_images(batch)                                          # (B, C, H, W)
+        x = checks.images("batch", batch, min_batch=2)                                          # (B, C, H, W)
         v1, v2 = two_views(x, self.config.views, paper="byol")
         # Each view through the network as its own batch (BatchNorm statistics per view), as the
         # official code does.
@@ -89,10 +89,10 @@ class VICReg(Method):
                 "pos_sim": pos_sim, "neg_sim": neg_sim, "std": normalized_std(z1)}
 
 
-@register("vicreg", "VICReg: invariance + variance + covariance terms on the two views' embeddings")
+@register(VICReg, "VICReg: invariance + variance + covariance terms on the two views' embeddings")
 def vicreg(data: Any = None, backbone: Any = None, **config: Any) -> VICReg:
     """VICReg (Bardes et al. 2022). ``config``: see :class:`VICRegConfig`."""
     cfg = make_config(VICRegConfig, config)
-    method = VICReg(default_backbone(data, backbone, kind="image"), cfg)
+    method = VICReg(default_backbone(data, backbone, kind=VICReg.kinds[0]), cfg)
     method.image_size = data_image_size(data)
     return method

@@ -96,10 +96,10 @@ class Wav2Vec(Method):
         return out
 
 
-@register("wav2vec", "wav2vec 2.0 (no quantiser): identify masked latent frames of speech among distractors")
+@register(Wav2Vec, "wav2vec 2.0 (no quantiser): identify masked latent frames of speech among distractors")
 def wav2vec(data: Any = None, backbone: Any = None, **config: Any) -> Wav2Vec:
     """wav2vec 2.0-style masked prediction (Baevski et al. 2020) on waves (B, C, T).
     ``config``: see :class:`Wav2VecConfig`; the default backbone is ``wave_transformer``."""
     cfg = make_config(Wav2VecConfig, config)
     return Wav2Vec(default_backbone(data, "wave_transformer" if backbone is None else backbone,
-                                    kind="signal"), cfg)
+                                    kind=Wav2Vec.kinds[0]), cfg)

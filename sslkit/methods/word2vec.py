@@ -224,7 +224,7 @@ class Word2Vec(Method):
         return float(vec[self._word_id(a, "a")] @ vec[self._word_id(b, "b")])
 
 
-@register("word2vec", "word2vec: skip-gram with negative sampling - each word predicts its neighbours")
+@register(Word2Vec, "word2vec: skip-gram with negative sampling - each word predicts its neighbours")
 def word2vec(data: Any = None, backbone: Any = None, **config: Any) -> Word2Vec:
     """word2vec skip-gram with negative sampling (Mikolov et al. 2013). ``data``: a text Dataset, required
     (its tokenizer, and its word counts for subsampling and the noise distribution: use the train split).

@@ -10,8 +10,8 @@ takes ``generator: torch.Generator | None`` (on that device) for reproducibility
 """
 from sslkit.pretext.audio import (freq_mask, freq_warp, gain, mask_spans, sample_distractors, spectrogram_views,
                                   time_mask, time_shift)
-from sslkit.pretext.masking import (Masking, block_masking, mask_frames, mask_time_steps, mask_tokens,
-                                    patchify, random_masking, unpatchify)
+from sslkit.pretext.masking import (Masking, MaskIndices, block_masking, mask_frames, mask_indices,
+                                    mask_time_steps, mask_tokens, patchify, random_masking, unpatchify)
 from sslkit.pretext.recipes import (ViewRecipe, auto_views, byol_views, cifar_views, crop_sizes, multicrop,
                                     multicrop_recipes,
                                     recipe_pair, simclr_views, weak_views)
@@ -28,7 +28,7 @@ __all__ = [
     "ViewRecipe", "simclr_views", "cifar_views", "byol_views", "weak_views", "multicrop", "multicrop_recipes",
     "crop_sizes", "auto_views", "recipe_pair",
     # masking
-    "patchify", "unpatchify", "Masking", "random_masking", "block_masking", "mask_tokens",
+    "patchify", "unpatchify", "Masking", "random_masking", "MaskIndices", "mask_indices", "block_masking", "mask_tokens",
     "mask_time_steps", "mask_frames",
     # classic tasks
     "rotate", "rotate_by", "jigsaw_permutations", "jigsaw", "check_permutations", "gaussian_corrupt",

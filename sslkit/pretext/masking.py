@@ -74,24 +74,45 @@ def _count(name: str, ratio: float, n: int, *, keep_one: bool) -> int:
     return removed
 
 
-def random_masking(tokens: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None) -> Masking:
-    """MAE random masking (He et al. 2021): hide exactly round(mask_ratio * N) tokens per sample.
+class MaskIndices(NamedTuple):
+    """Result of :func:`mask_indices`: :class:`Masking` without ``kept`` (nothing is gathered)."""
+    mask: torch.Tensor          # (B, N) bool, True = removed
+    ids_keep: torch.Tensor      # (B, K) original indices of the kept tokens, in random order
+    ids_restore: torch.Tensor   # (B, N) un-shuffle (see Masking)
 
-    Per-sample noise is argsorted: the K = N - removed tokens with the smallest noise are kept.
-    MAE's default ratio is 0.75 (high, because images are spatially redundant).
+
+def mask_indices(batch_size: int, num_tokens: int, mask_ratio: float,
+                 device: torch.device | str | None = None, generator: torch.Generator | None = None
+                 ) -> MaskIndices:
+    """MAE random masking (He et al. 2021) as indices only: per sample, hide exactly
+    round(mask_ratio * N) of ``num_tokens`` = N positions.
+
+    Per-sample noise is argsorted: the K = N - removed positions with the smallest noise are kept.
+    MAE's default ratio is 0.75 (high, because images are spatially redundant). The same draws as
+    :func:`random_masking` for the same generator; a model gathers only the tokens it encodes.
     """
-    checks.tensor("tokens", tokens, ndim=3)
+    B = checks.integer("batch_size", batch_size, min=0)
+    N = checks.integer("num_tokens", num_tokens, min=0)
     ratio = _inputs.ratio("mask_ratio", mask_ratio)
-    _random.check_generator(generator, tokens.device)
-    B, N, D = tokens.shape
+    device = torch.device("cpu") if device is None else torch.device(device)
+    _random.check_generator(generator, device)
     K = N - _count("mask_ratio", ratio, N, keep_one=True)
-    noise = torch.rand((B, N), generator=generator, device=tokens.device)
+    noise = torch.rand((B, N), generator=generator, device=device)
     ids_shuffle = noise.argsort(dim=1)  # (B, N) ascending: first K are kept
     ids_restore = ids_shuffle.argsort(dim=1)  # (B, N)
     ids_keep = ids_shuffle[:, :K]  # (B, K)
-    kept = tokens.gather(1, ids_keep[:, :, None].expand(B, K, D))  # (B, K, D)
     mask = ids_restore >= K  # (B, N) True where the token's rank is past K: removed
-    return Masking(kept, mask, ids_keep, ids_restore)
+    return MaskIndices(mask, ids_keep, ids_restore)
+
+
+def random_masking(tokens: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None) -> Masking:
+    """MAE random masking (He et al. 2021): hide exactly round(mask_ratio * N) tokens per sample
+    (:func:`mask_indices`) and gather the K visible ones, (B, N, D) -> kept (B, K, D)."""
+    checks.tensor("tokens", tokens, ndim=3)
+    B, N, D = tokens.shape
+    m = mask_indices(B, N, mask_ratio, tokens.device, generator)
+    kept = tokens.gather(1, m.ids_keep[:, :, None].expand(B, -1, D))  # (B, K, D)
+    return Masking(kept, *m)
 
 
 def block_masking(batch_size: int, grid: int | tuple[int, int], mask_ratio: float,

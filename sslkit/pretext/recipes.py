@@ -16,7 +16,6 @@ means at an image size; ``recipe_pair(name)`` gives the two :class:`ViewRecipe` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,18 +107,18 @@ class ViewRecipe:
         flip = _random.bernoulli(B, self.flip_p, generator, x.device) if self.flip_p > 0 else None
         v = V.crop_flip(x, boxes, flip, size)  # (B, C, *size), a fresh tensor
         if self.jitter_p > 0:
-            v = V._color_jitter_(v, self.brightness, self.contrast, self.saturation, self.hue,
-                                self.jitter_p, generator)
+            v = V.color_jitter_(v, self.brightness, self.contrast, self.saturation, self.hue,
+                                self.jitter_p, generator)                          # in place on v
         if self.gray_p > 0:
-            v = V._random_grayscale_(v, self.gray_p, generator)
+            v = V.random_grayscale_(v, self.gray_p, generator)
         if self.blur_p > 0:
-            v = V._gaussian_blur_(v, self.blur_sigma, self.blur_p, self.blur_kernel, generator)
+            v = V.gaussian_blur_(v, self.blur_sigma, self.blur_p, self.blur_kernel, generator)
         if self.solarize_p > 0:
-            v = V._solarize_(v, self.solarize_threshold, self.solarize_p, generator)
+            v = V.solarize_(v, self.solarize_threshold, self.solarize_p, generator)
         if self.noise_p > 0 and self.noise_std > 0:
-            v = V._gaussian_noise_(v, self.noise_std, self.noise_p, generator)
+            v = V.gaussian_noise_(v, self.noise_std, self.noise_p, generator)
         if self.cutout_p > 0:
-            v = V._cutout_(v, self.cutout_size, self.cutout_p, generator, 0.0)
+            v = V.cutout_(v, self.cutout_size, self.cutout_p, generator, 0.0)
         return v
 
 
@@ -152,7 +151,7 @@ NAMED = {"simclr": (SIMCLR, SIMCLR), "cifar": (CIFAR, CIFAR), "byol": (BYOL_1, B
          "spectrogram": (SPECTROGRAM, SPECTROGRAM)}
 
 
-def auto_views(image_size: int, paper: str = "simclr") -> str:
+def auto_views(image_size: int, paper: str = "simclr", n_local: int | None = None) -> str:
     """The recipe that ``views="auto"`` stands for at ``image_size`` px, for a method following ``paper``.
 
     The one place every method's "auto" is decided:
@@ -162,9 +161,13 @@ def auto_views(image_size: int, paper: str = "simclr") -> str:
     * 17-32 px: ``"cifar"`` (SimCLR's CIFAR-10 setting) for two-view methods, whichever paper they
       follow (SimCLR, MoCo, SimSiam, BYOL, Barlow Twins, VICReg); ``"multicrop"`` for DINO;
     * larger: the paper's own recipe, ``paper`` itself ("simclr", "byol" or "multicrop").
+
+    A multi-crop method that asks for local crops (``n_local`` > 0) gets ``"multicrop"`` at every size.
     """
     image_size = checks.integer("image_size", image_size, min=1)
     checks.choice("paper", paper, PAPERS)
+    if paper == "multicrop" and n_local:
+        return "multicrop"
     if image_size <= SMALL_MAX_SIZE:
         return "weak"
     if paper == "multicrop":

@@ -37,9 +37,11 @@ def _per_sample(v: torch.Tensor) -> torch.Tensor:
     return v[:, None, None, None]
 
 
-# In-place convention: the private ``_op_`` functions below modify the float batch they are given
-# (the recipes own a fresh buffer after the crop, so this saves one image-sized allocation per op,
-# which on CPU is the main cost); the public ops pass them a copy.
+# In-place convention (PyTorch's trailing underscore): ``color_jitter_``, ``random_grayscale_``,
+# ``gaussian_blur_``, ``solarize_``, ``gaussian_noise_`` and ``cutout_`` modify the float batch they
+# are given and check nothing (a ``ViewRecipe`` checks its settings once and owns a fresh buffer
+# after the crop, so this saves one image-sized allocation per op, which on CPU is the main cost);
+# the checked ops without the underscore pass them a copy.
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -167,8 +169,10 @@ def _shift_hue_(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _color_jitter_(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
-                   p: float, generator: torch.Generator | None) -> torch.Tensor:
+def color_jitter_(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
+                  p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`color_jitter` in place on ``x`` (B, C, H, W), without argument checks: for recipes
+    that checked their settings once and own ``x`` (a fresh crop). Returns ``x``."""
     B, dev = x.shape[0], x.device
     apply = _random.bernoulli(B, p, generator, dev)  # (B,)
 
@@ -211,7 +215,7 @@ def color_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4
     checks.number("hue", hue, min=0.0, max=0.5)
     p = _inputs.probability("p", p)
     _random.check_generator(generator, x.device)
-    return _color_jitter_(x.clone(), brightness, contrast, saturation, hue, p, generator)
+    return color_jitter_(x.clone(), brightness, contrast, saturation, hue, p, generator)
 
 
 def random_grayscale(x: torch.Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -219,10 +223,11 @@ def random_grayscale(x: torch.Tensor, p: float = 0.2, generator: torch.Generator
     _inputs.image_batch("x", x)
     p = _inputs.probability("p", p)
     _random.check_generator(generator, x.device)
-    return _random_grayscale_(x.clone(), p, generator)
+    return random_grayscale_(x.clone(), p, generator)
 
 
-def _random_grayscale_(x, p, generator):
+def random_grayscale_(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`random_grayscale` in place on ``x``, without argument checks (see :func:`color_jitter_`)."""
     apply = _random.bernoulli(x.shape[0], p, generator, x.device)
     if x.shape[1] == 1:
         return x
@@ -241,7 +246,9 @@ def default_kernel_size(height: int, width: int) -> int:
     return min(k, 2 * (min(height, width) - 1) + 1)  # reflect padding needs pad < side
 
 
-def _gaussian_blur_(x, sigma, p, kernel_size, generator):
+def gaussian_blur_(x: torch.Tensor, sigma: tuple[float, float], p: float, kernel_size: int | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`gaussian_blur` in place on ``x``, without argument checks (see :func:`color_jitter_`)."""
     B, C, H, W = x.shape
     apply = _random.bernoulli(B, p, generator, x.device)
     sig = _random.uniform(B, sigma[0], sigma[1], generator, x.device, dtype=x.dtype)  # (B,)
@@ -289,7 +296,7 @@ def gaussian_blur(x: torch.Tensor, sigma: tuple[float, float] = (0.1, 2.0), p: f
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size={kernel_size} must be odd")
     _random.check_generator(generator, x.device)
-    return _gaussian_blur_(x.clone(), sigma, p, kernel_size, generator)
+    return gaussian_blur_(x.clone(), sigma, p, kernel_size, generator)
 
 
 def solarize(x: torch.Tensor, threshold: float = 0.5, p: float = 0.2,
@@ -299,10 +306,12 @@ def solarize(x: torch.Tensor, threshold: float = 0.5, p: float = 0.2,
     checks.number("threshold", threshold, min=0.0, max=1.0)
     p = _inputs.probability("p", p)
     _random.check_generator(generator, x.device)
-    return _solarize_(x.clone(), threshold, p, generator)
+    return solarize_(x.clone(), threshold, p, generator)
 
 
-def _solarize_(x, threshold, p, generator):
+def solarize_(x: torch.Tensor, threshold: float, p: float, generator: torch.Generator | None = None
+              ) -> torch.Tensor:
+    """:func:`solarize` in place on ``x``, without argument checks (see :func:`color_jitter_`)."""
     apply = _random.bernoulli(x.shape[0], p, generator, x.device).to(x.dtype)  # (B,)
     # x -> 1 - x where x >= threshold: x + s (1 - 2x) with s in {0, 1} (arithmetic beats a bool where)
     s = (x >= threshold).to(x.dtype).mul_(_per_sample(apply))
@@ -319,10 +328,12 @@ def gaussian_noise(x: torch.Tensor, std: float = 0.05, p: float = 1.0,
     checks.number("std", std, min=0.0)
     p = _inputs.probability("p", p)
     _random.check_generator(generator, x.device)
-    return _gaussian_noise_(x.clone(), std, p, generator)
+    return gaussian_noise_(x.clone(), std, p, generator)
 
 
-def _gaussian_noise_(x, std, p, generator):
+def gaussian_noise_(x: torch.Tensor, std: float, p: float, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+    """:func:`gaussian_noise` in place on ``x``, without argument checks (see :func:`color_jitter_`)."""
     apply = _random.bernoulli(x.shape[0], p, generator, x.device)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     scale = apply.to(x.dtype) * std  # (B,) 0 where not applied
@@ -351,10 +362,12 @@ def cutout(x: torch.Tensor, size: float = 0.25, p: float = 0.5, generator: torch
     p = _inputs.probability("p", p)
     checks.number("fill", fill, min=0.0, max=1.0)
     _random.check_generator(generator, x.device)
-    return _cutout_(x.clone(), size, p, generator, fill)
+    return cutout_(x.clone(), size, p, generator, fill)
 
 
-def _cutout_(x, size, p, generator, fill):
+def cutout_(x: torch.Tensor, size: float, p: float, generator: torch.Generator | None = None,
+            fill: float = 0.0) -> torch.Tensor:
+    """:func:`cutout` in place on ``x``, without argument checks (see :func:`color_jitter_`)."""
     B, _, H, W = x.shape
     apply = _random.bernoulli(B, p, generator, x.device)
     sh, sw = int(round(size * H)), int(round(size * W))
@@ -368,4 +381,5 @@ def _cutout_(x, size, p, generator, fill):
 
 __all__ = ["random_resized_crop", "horizontal_flip", "color_jitter", "random_grayscale", "gaussian_blur",
            "solarize", "gaussian_noise", "cutout", "crop_boxes", "crop_flip", "box_mask",
-           "default_kernel_size", "GRAY_WEIGHTS"]
+           "default_kernel_size", "GRAY_WEIGHTS", "color_jitter_", "random_grayscale_", "gaussian_blur_",
+           "solarize_", "gaussian_noise_", "cutout_"]

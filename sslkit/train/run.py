@@ -110,8 +110,7 @@ class Run:
         """DDP (after loading: it broadcasts rank 0's weights) and the training step."""
         model = self.method
         if dist.is_distributed():
-            # A method whose loss leaves some trainable parameters unused in some steps sets the
-            # class attribute find_unused_parameters = True (DDP then searches the graph every step).
+            # Method.find_unused_parameters: some trainable parameters may get no gradient in a step.
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=bool(getattr(self.method, "find_unused_parameters", False)))

@@ -18,7 +18,8 @@ def patch_mask(x: torch.Tensor, patch_size: int, mask_ratio: float, mode: str,
 
     B, _, H, W = x.shape
     if mode == "random":
-        return pretext.random_masking(pretext.patchify(x, patch_size), mask_ratio, generator=generator).mask
+        return pretext.mask_indices(B, (H // patch_size) * (W // patch_size), mask_ratio, x.device,
+                                    generator).mask
     return pretext.block_masking(B, (H // patch_size, W // patch_size), mask_ratio, device=x.device,
                                  generator=generator)
 

@@ -128,6 +128,19 @@ def images(name: str, x: Any, channels: Sequence[int] = (1, 3), min_batch: int =
     return x
 
 
+def waves(name: str, x: Any, channels: int, min_length: int, why: str) -> torch.Tensor:
+    """``x`` must be a float signal batch ``(B, C, T)`` with C == ``channels`` and T >= ``min_length``
+    (``why`` says what the encoder needs that many samples for)."""
+    tensor(name, x, ndim=3, dtypes="float")
+    if x.shape[1] != channels:
+        raise ValueError(f"{name} has {x.shape[1]} channels (shape {tuple(x.shape)}, expected (B, C, T)); "
+                         f"this backbone was built for in_channels={channels}")
+    if x.shape[2] < min_length:
+        raise ValueError(f"{name} has T={x.shape[2]} samples (shape {tuple(x.shape)}); this encoder needs "
+                         f"T >= {min_length} ({why})")
+    return x
+
+
 def boolean(name: str, value: Any) -> bool:
     """``value`` must be ``True`` or ``False`` (not 0/1, not a string)."""
     if not isinstance(value, bool):

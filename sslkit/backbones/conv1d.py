@@ -72,13 +72,7 @@ class Conv1dEncoder(nn.Module):
 
     def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
         """Per-step features (B, S, D), S = T // ``window``; step t reads samples [t w, t w + w)."""
-        checks.tensor("x", x, ndim=3, dtypes="float")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"x has {x.shape[1]} channels (shape {tuple(x.shape)}, expected (B, C, T)); "
-                             f"this backbone was built for in_channels={self.in_channels}")
-        if x.shape[2] < self.window:
-            raise ValueError(f"x has T={x.shape[2]} samples (shape {tuple(x.shape)}); this encoder needs "
-                             f"T >= {self.window} (one window of prod(strides) samples)")
+        checks.waves("x", x, self.in_channels, self.window, "one window of prod(strides) samples")
         return self.net(x).transpose(1, 2)                                    # (B, S, D)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -93,13 +93,7 @@ class WaveTransformer(nn.Module):
 
     def latents(self, x: torch.Tensor) -> torch.Tensor:
         """The feature encoder's frames z (B, S, C), layer-normalised (the targets of wav2vec)."""
-        checks.tensor("x", x, ndim=3, dtypes="float")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"x has {x.shape[1]} channels (shape {tuple(x.shape)}, expected (B, C, T)); "
-                             f"this backbone was built for in_channels={self.in_channels}")
-        if x.shape[2] < self.receptive_field:
-            raise ValueError(f"x has T={x.shape[2]} samples (shape {tuple(x.shape)}); this encoder needs "
-                             f"T >= {self.receptive_field} (the samples one latent frame sees)")
+        checks.waves("x", x, self.in_channels, self.receptive_field, "the samples one latent frame sees")
         return self.feature_norm(self.feature_encoder(x).transpose(1, 2))       # (B, S, C)
 
     def context(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

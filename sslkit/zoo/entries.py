@@ -96,9 +96,6 @@ _ENTRIES = [
           "no colour augmentation clusters by colour (lesson 02).", "simclr", "shapes",
           steps=2500, batch_size=128, lr=1e-3, data_options=SHAPES_16,
           method_config={"views": SHAPES_VIEWS_NO_COLOUR}, targets=SHAPE_TARGETS),
-    Entry("byol_shapes", "Non-contrastive reference on shapes with the same views as simclr_shapes "
-          "(lessons 02, 03).", "byol", "shapes", steps=2500, batch_size=128, lr=1e-3,
-          data_options=SHAPES_16, method_config={"views": SHAPES_VIEWS}, targets=SHAPE_TARGETS),
     Entry("mae_shapes", "Masked autoencoder (ViT) whose reconstructions restore the hidden part of "
           "the shape (lesson 04).", "mae", "shapes", steps=3000, batch_size=128,
           backbone="vit_tiny", backbone_options=SMALL_VIT, method_config={"mask_ratio": 0.75},
@@ -119,10 +116,21 @@ _ENTRIES = [
           # compute per frame and 1.5 MB of weights instead of 5.8 MB
           backbone="frames", backbone_options={"widths": (16, 32, 64)},
           method_config={"hidden_dim": 128, "decoder_width": 32}, extras=("next_frame_mse",)),
-    # batch 64 x 3000 steps = 150 passes over the 1,272 training windows
+    # batch 64 x 2000 steps = 100 passes over the 1,272 training windows
     Entry("mlm_corpus", "BERT-style masked language model on the Python help corpus (lesson 01).",
           "mlm", "corpus", steps=2000, batch_size=64, targets=("label", "topic"),
           extras=("mlm_masked_accuracy",)),
+    # next-token prediction (lesson 10): the causal Transformer of mlm_corpus's size (128 wide,
+    # 4 blocks). 400 steps of 32 windows (10 passes) at lr 1e-3 take its test perplexity below the
+    # bigram's (benchmarks/RESULTS.md, families.py); longer runs overfit the 1,272 windows.
+    Entry("gpt_corpus", "GPT-style causal language model on the Python help corpus whose test "
+          "perplexity beats the bigram's (lesson 10).", "gpt", "corpus", steps=400, batch_size=32,
+          lr=1e-3, targets=("label", "topic")),
+    # skip-gram with negative sampling, 64-d vectors: 600 steps of 256 windows spread the vectors
+    # into meaningful neighbours (dict -> defaultdict, int -> float; benchmarks/RESULTS.md)
+    Entry("word2vec_corpus", "word2vec skip-gram vectors of the Python help corpus: nearest words "
+          "and analogies (lesson 10).", "word2vec", "corpus", steps=600, batch_size=256,
+          targets=("label", "topic")),
     # -- speech (lesson 13): spoken_digits as raw waves, the 4 train speakers (2,000 clips); the card
     # probes the digit on the 2 held-out speakers (the speaker itself cannot be probed across that
     # split: the lesson probes it on holdout="random"). Sized for <= 15 CPU-minutes on 1 thread.

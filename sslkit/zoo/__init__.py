@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from sslkit.zoo import extras  # the lesson-specific measurements stored in the cards
 from sslkit.zoo.entries import ENTRIES, Entry, entry
 from sslkit.zoo.files import WEIGHTS_DIR, ZooError, card, load, paths, verify
 
@@ -34,4 +35,4 @@ def build(name: str, **kwargs):
 
 
 __all__ = ["names", "load", "card", "build", "entry", "Entry", "ENTRIES", "ZooError", "verify",
-           "WEIGHTS_DIR"]
+           "WEIGHTS_DIR", "extras"]

@@ -11,7 +11,9 @@ import sslkit
 from sslkit.data import Dataset
 from sslkit.methods import Method
 from sslkit.train import (
-    Callback, CheckpointError, History, WarmupCosine, fit, load_checkpoint, load_method, save_checkpoint)
+    CheckpointError, History, WarmupCosine, fit, load_checkpoint, load_method, save_checkpoint)
+
+from interrupts import RaiseAt  # a Ctrl-C (or another exception) after a step
 
 
 class TinyAE(Method):
@@ -51,15 +53,6 @@ def run(method, **kw):
     return fit(method, dataset(), **kw)
 
 
-class InterruptAt(Callback):
-    def __init__(self, step: int, exc: type[BaseException] = KeyboardInterrupt) -> None:
-        self.step, self.exc = step, exc
-
-    def on_step_end(self, state) -> None:
-        if state.step == self.step:
-            raise self.exc()
-
-
 def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
@@ -74,7 +67,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, stop_at):
 
     path = tmp_path / "run.pt"
     part = TinyAE()
-    h1 = run(part, steps=10, checkpoint=path, callbacks=[InterruptAt(stop_at)])
+    h1 = run(part, steps=10, checkpoint=path, callbacks=[RaiseAt(stop_at)])
     assert h1.interrupted and len(h1) == stop_at
     torch.manual_seed(123)  # whatever happens in between must not matter
     resumed = TinyAE(code=4)
@@ -89,7 +82,7 @@ def test_crash_resumes_from_the_last_periodic_checkpoint(tmp_path):
     run(full, epochs=4)
     path = tmp_path / "run.pt"
     with pytest.raises(RuntimeError):
-        run(TinyAE(), epochs=4, checkpoint=path, checkpoint_every=4, callbacks=[InterruptAt(7, RuntimeError)])
+        run(TinyAE(), epochs=4, checkpoint=path, checkpoint_every=4, callbacks=[RaiseAt(7, RuntimeError)])
     assert load_checkpoint(path)["loop"]["step"] == 4
     resumed = TinyAE()
     h = run(resumed, epochs=4, resume=path)
